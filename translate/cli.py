@@ -1,0 +1,181 @@
+"""The `translate` command line: each command parses its options and calls one library function.
+
+Heavy imports (torch) happen inside the commands, so `translate --help` and the ONNX paths stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from translate import __version__
+
+app = typer.Typer(
+    name="translate",
+    help="Train, export and deploy GAN generators: CycleGAN, pix2pix, conditional GAN, DCGAN and WGAN-GP.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Known errors become one readable line on stderr and an exit code, never a traceback."""
+    from translate.checkpoint import CheckpointError
+    from translate.config import ConfigError
+    from translate.data import DataError
+    from translate.datasets import DatasetError
+    from translate.imageio import ImageDecodeError
+    from translate.inference import ApplyError
+    from translate.models import ModelError
+
+    try:
+        yield
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except (DataError, DatasetError, ModelError, ApplyError, CheckpointError, ImageDecodeError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"translate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train, export and deploy GAN generators."""
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Optional[str],
+        typer.Argument(help="A folder (with trainA/ and trainB/ for cyclegan) or a known dataset name, e.g. horse2zebra."),
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Recipe to train.")] = "cyclegan",
+    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Training crop size in px (default 256).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (default 1).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option(help="Run name (default: the data folder's name).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run OUT/NAME from its newest checkpoint.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Seed for weights, data order and jitter (default 0).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Named settings of the recipe, e.g. quick, 128px, paper.")] = None,
+    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    domain_a: Annotated[Optional[Path], typer.Option(help="Folder of domain A images (instead of DATA).")] = None,
+    domain_b: Annotated[Optional[Path], typer.Option(help="Folder of domain B images (instead of DATA).")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Any config field: --set lambda_cycle=5 (repeatable).")
+    ] = None,
+) -> None:
+    """Train a generator on a folder of images or a known dataset."""
+    with _errors():
+        from translate.engine import DeviceError
+        from translate.trainer import TrainingStopped, TrainRequest
+        from translate.trainer import train as run_training
+
+        options = {
+            "train.steps": steps,
+            "data.image_size": image_size,
+            "train.batch_size": batch_size,
+            "train.seed": seed,
+            "data.flip": flip,
+        }
+        request = TrainRequest(
+            data=data,
+            model=model,
+            out=out,
+            name=name,
+            resume=resume,
+            device=device,
+            preset=preset,
+            options=options,
+            overrides=set_ or [],
+            domain_a=domain_a,
+            domain_b=domain_b,
+        )
+        try:
+            run_training(request, console=err)
+        except DeviceError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+        except TrainingStopped as exc:
+            err.print(f"[yellow]{exc}[/]" if exc.interrupted else f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED if exc.interrupted else EXIT_FAILED) from None
+
+
+@app.command()
+def apply(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image or a folder (walked recursively).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A run folder or a checkpoint file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: INPUT_<direction> beside INPUT).")] = None,
+    direction: Annotated[str, typer.Option(help="a2b or b2a for two-way models.")] = "a2b",
+    batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    size: Annotated[Optional[int], typer.Option(min=8, help="Resize so the shorter side is SIZE px first.")] = None,
+    ext: Annotated[Optional[str], typer.Option(help="Output format, e.g. png (default: the input's).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
+) -> None:
+    """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
+    with _errors():
+        from translate.engine import DeviceError
+        from translate.inference import default_output, plan, translate_files
+        from translate.models import load_translator
+
+        target = out if out is not None else default_output(input_path, direction)
+        jobs, skipped = plan(input_path, target, ext=ext, overwrite=overwrite)
+        try:
+            translator = load_translator(model, direction, device)
+        except DeviceError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+        err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False)
+        summary = translate_files(jobs, translator, batch_size=batch_size, size=size, console=err)
+        summary.skipped = skipped
+        for path, reason in summary.failed:
+            err.print(f"[yellow]failed:[/] {path}: {reason}" if str(path) not in reason else f"[yellow]failed:[/] {reason}",
+                      highlight=False, soft_wrap=True)
+        err.print(
+            f"done {summary.done}, skipped {summary.skipped} (already there; --overwrite to redo), "
+            f"failed {len(summary.failed)}, {summary.images_per_second:.2f} images/s",
+            highlight=False,
+        )
+        if summary.failed:
+            raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("datasets")
+def list_datasets() -> None:
+    """List the known datasets that `translate train NAME` downloads."""
+    from translate.datasets import cache_dir, describe
+
+    table = Table("family", "name", "cached", "what it is", title=f"known datasets (cache: {cache_dir() / 'datasets'})")
+    for family, name, description, cached in describe():
+        table.add_row(family, name, "yes" if cached else "", description)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

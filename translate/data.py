@@ -1,0 +1,195 @@
+"""Training data: finding the two domains, decoding them safely once, and the deterministic jitter.
+
+Every sample is addressed by a global counter (0, 1, 2, ... over the whole run) rather than by an epoch-local
+index: which image the counter picks and how it is jittered are pure functions of (seed, counter). Resuming at
+step s therefore just restarts the counter at s * batch_size and reproduces the uninterrupted run exactly,
+whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from torch.utils.data import Dataset, Sampler
+
+from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
+
+# Decoded images are kept in memory below this many bytes (typical CycleGAN sets are 0.1-0.5 GB decoded);
+# above it they are decoded again on every use.
+CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+class DataError(ValueError):
+    """Unusable training data; the message names the folder and the fix."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The usable images of one domain, decoded once (or just listed when too large to keep)."""
+
+    root: Path
+    paths: list[Path]
+    images: list[np.ndarray] | None  # uint8 (H, W, C) per path, or None when decoded on demand
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, index: int) -> np.ndarray:
+        if self.images is not None:
+            return self.images[index]
+        return load_image(self.paths[index], self.channels)
+
+
+def scan_domain(root: Path, channels: int, *, console: Console | None = None, label: str = "") -> Domain:
+    """Find and decode every image under `root`; corrupt or non-image files are skipped with a warning each."""
+    console = console or Console(stderr=True)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder of images")
+    paths = find_images(root)
+
+    def decode(path: Path) -> np.ndarray | ImageDecodeError:
+        try:
+            return load_image(path, channels)
+        except ImageDecodeError as exc:
+            return exc
+
+    # Decoding is mostly C code that releases the GIL, so threads use every core.
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(decode, paths))
+    good_paths, images, skipped = [], [], 0
+    for path, result in zip(paths, results):
+        if isinstance(result, ImageDecodeError):
+            console.print(f"[yellow]warning:[/] skipping {result}", highlight=False, soft_wrap=True)
+            skipped += 1
+        else:
+            good_paths.append(path)
+            images.append(result)
+    name = f"{label} " if label else ""
+    if skipped:
+        console.print(
+            f"[yellow]warning:[/] skipped {skipped} unreadable file(s) in {name}{root}", highlight=False
+        )
+    if not good_paths:
+        raise DataError(
+            f"{root}: no usable image found (looked for png, jpg, jpeg, bmp, webp, tif, tiff in all sub-folders)"
+        )
+    keep = sum(image.nbytes for image in images) <= CACHE_LIMIT_BYTES
+    return Domain(root=root, paths=good_paths, images=images if keep else None, channels=channels)
+
+
+@dataclass(frozen=True)
+class UnpairedFolders:
+    """Where the two domains of an unpaired dataset live; `test_*` are optional held-out folders."""
+
+    train_a: Path
+    train_b: Path
+    test_a: Path | None = None
+    test_b: Path | None = None
+
+
+def unpaired_folders(
+    data: Path | None, domain_a: Path | None = None, domain_b: Path | None = None
+) -> UnpairedFolders:
+    """Resolve the public layout `DATA/trainA` + `DATA/trainB` (+ testA/testB), or two explicit folders."""
+    if domain_a is not None or domain_b is not None:
+        if domain_a is None or domain_b is None:
+            raise DataError("give both --domain-a and --domain-b")
+        return UnpairedFolders(domain_a, domain_b)
+    if data is None:
+        raise DataError("give a data folder (with trainA/ and trainB/) or --domain-a and --domain-b")
+    if not data.is_dir():
+        raise DataError(f"{data}: no such folder")
+    train_a, train_b = data / "trainA", data / "trainB"
+    if not (train_a.is_dir() and train_b.is_dir()):
+        raise DataError(
+            f"{data}: expected sub-folders trainA/ and trainB/ (one per domain); "
+            "or pass two folders with --domain-a and --domain-b"
+        )
+    test_a, test_b = data / "testA", data / "testB"
+    return UnpairedFolders(
+        train_a, train_b, test_a if test_a.is_dir() else None, test_b if test_b.is_dir() else None
+    )
+
+
+def training_transform(image_size: int, load_size: int, flip: bool) -> A.Compose:
+    """The paper's jitter: resize to load_size (bicubic), random crop to image_size, random horizontal flip."""
+    steps: list[A.BasicTransform] = [
+        A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC),
+        A.RandomCrop(image_size, image_size),
+    ]
+    if flip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    return A.Compose(steps)
+
+
+def sample_seed(seed: int, stream: int, counter: int) -> int:
+    """A 32-bit seed that depends on (seed, stream, counter) alone, so any worker reproduces it."""
+    return int(np.random.SeedSequence([seed, stream, counter]).generate_state(1)[0])
+
+
+@lru_cache(maxsize=8)
+def _permutation(seed: int, stream: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, stream, epoch]).permutation(n)
+
+
+def pick(seed: int, stream: int, counter: int, n: int) -> int:
+    """Index into a domain of `n` images: every image once per pass, in a fresh order each pass."""
+    epoch, offset = divmod(counter, n)
+    return int(_permutation(seed, stream, epoch, n)[offset])
+
+
+class UnpairedDataset(Dataset):
+    """Sample `counter` -> {"A": (C, H, W), "B": (C, H, W)} float32 in [-1, 1], A and B drawn independently."""
+
+    def __init__(
+        self, a: Domain, b: Domain, *, image_size: int, load_size: int, flip: bool, seed: int
+    ) -> None:
+        self.a, self.b, self.seed = a, b, seed
+        self.transform = training_transform(image_size, load_size, flip)
+
+    def __len__(self) -> int:  # one pass over the larger domain; the sampler keeps counting beyond it
+        return max(len(self.a), len(self.b))
+
+    def _jitter(self, image: np.ndarray, stream: int, counter: int) -> torch.Tensor:
+        self.transform.set_random_seed(sample_seed(self.seed, stream, counter))
+        return torch.from_numpy(to_float(self.transform(image=image)["image"]))
+
+    def __getitem__(self, counter: int) -> dict[str, torch.Tensor]:
+        image_a = self.a.image(pick(self.seed, 0, counter, len(self.a)))
+        image_b = self.b.image(pick(self.seed, 1, counter, len(self.b)))
+        return {"A": self._jitter(image_a, 2, counter), "B": self._jitter(image_b, 3, counter)}
+
+
+class CounterSampler(Sampler[int]):
+    """Yields start, start + stride, start + 2·stride, ... forever (stride > 1 splits the stream across ranks)."""
+
+    def __init__(self, start: int = 0, stride: int = 1) -> None:
+        self.start, self.stride = start, stride
+
+    def __iter__(self) -> Iterator[int]:
+        counter = self.start
+        while True:
+            yield counter
+            counter += self.stride
+
+
+def preview_images(domain: Domain, count: int, image_size: int) -> torch.Tensor:
+    """The first `count` images resized to image_size², (N, C, S, S): fixed inputs for preview grids."""
+    images = [resize(domain.image(i), (image_size, image_size)) for i in range(min(count, len(domain)))]
+    return torch.from_numpy(to_float(np.stack(images)))
+
+
+def default_num_workers() -> int:
+    # One process per spare core: the main process runs the model, workers decode and jitter.
+    return max(0, min(4, (os.cpu_count() or 1) - 1))

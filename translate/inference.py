@@ -1,0 +1,203 @@
+"""Batched directory-to-directory translation, independent of the backend that runs the network.
+
+The backend is any `Translator`: a callable from float32 (N, C, H, W) in [-1, 1] to the same shape. This module
+imports no torch, so the ONNX Runtime path stays light. Images are grouped by size (read from headers) so each
+batch is one tensor; decoding runs ahead on threads and encoding runs behind on threads, overlapping the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from translate.imageio import (
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    find_images,
+    image_size,
+    load_image,
+    pad_to_multiple,
+    resize,
+    save_image,
+    to_float,
+    to_uint8,
+)
+
+# At most this many pixels go through the network at once, so a batch of large photos cannot exhaust memory.
+PIXELS_PER_BATCH = 4 * 512 * 512
+
+
+class Translator(Protocol):
+    channels: int  # image channels in and out (1 or 3)
+    stride: int  # H and W must be multiples of this
+    description: str  # e.g. "PyTorch on cpu"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class ApplyError(ValueError):
+    """Unusable input or output location; the message names the path and the fix."""
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0  # outputs that already existed
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def default_output(input_path: Path, suffix: str) -> Path:
+    """A new sibling of the input: photos/ -> photos_a2b/, cat.jpg -> cat_a2b/."""
+    input_path = input_path.resolve()
+    base = input_path.stem if input_path.is_file() else input_path.name
+    return input_path.with_name(f"{base}_{suffix}")
+
+
+def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tuple[list[Job], int]:
+    """Pair every input image with its output path; returns (jobs, number skipped because done)."""
+    if not input_path.exists():
+        raise ApplyError(f"{input_path}: no such file or folder")
+    if ext is not None:
+        ext = ext if ext.startswith(".") else f".{ext}"
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            raise ApplyError(f"--ext {ext}: not an image format; use one of {', '.join(sorted(IMAGE_EXTENSIONS))}")
+    root = input_path.resolve()
+    out = out.resolve()
+    if root.is_dir() and (out == root or root in out.parents):
+        raise ApplyError(f"--out {out} is inside the input folder {root}: choose a folder outside it")
+    sources = find_images(input_path)
+    jobs, skipped = [], 0
+    for source in sources:
+        relative = source.relative_to(input_path) if root.is_dir() else Path(source.name)
+        target = out / relative
+        if ext is not None:
+            target = target.with_suffix(ext)
+        if target.resolve() == source.resolve():
+            raise ApplyError(f"{target}: output would overwrite its input; choose another --out")
+        if target.exists() and not overwrite:
+            skipped += 1
+            continue
+        jobs.append(Job(source, target))
+    return jobs, skipped
+
+
+def _batches(jobs: list[Job], size: int | None, batch_size: int, failed: list) -> Iterator[list[Job]]:
+    """Group jobs by (processed) image size so each batch stacks into one array."""
+    groups: dict[tuple[int, int], list[Job]] = defaultdict(list)
+    for job in jobs:
+        try:
+            w, h = image_size(job.source)
+        except (ImageDecodeError, OSError) as exc:
+            failed.append((job.source, str(exc)))
+            continue
+        groups[_processed_size(w, h, size)].append(job)
+    for (w, h), members in groups.items():
+        per_batch = max(1, min(batch_size, PIXELS_PER_BATCH // (w * h)))
+        for start in range(0, len(members), per_batch):
+            yield members[start : start + per_batch]
+
+
+def _processed_size(width: int, height: int, size: int | None) -> tuple[int, int]:
+    """`size` scales the shorter side to `size` px, keeping the aspect ratio; None keeps the image as is."""
+    if size is None:
+        return width, height
+    scale = size / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode(batch: list[Job], channels: int, size: int | None) -> list[tuple[Job, np.ndarray | str]]:
+    out: list[tuple[Job, np.ndarray | str]] = []
+    for job in batch:
+        try:
+            image = load_image(job.source, channels)
+        except (ImageDecodeError, OSError) as exc:
+            out.append((job, str(exc)))
+            continue
+        if size is not None:
+            image = resize(image, _processed_size(image.shape[1], image.shape[0], size))
+        out.append((job, image))
+    return out
+
+
+def run_model(translator: Translator, images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, C) -> uint8 (N, H, W, C): normalise, pad to the stride, translate, crop, convert back."""
+    batch, (h, w) = pad_to_multiple(to_float(images), translator.stride)
+    return to_uint8(translator(batch)[..., :h, :w])
+
+
+def translate_files(
+    jobs: list[Job],
+    translator: Translator,
+    *,
+    batch_size: int = 4,
+    size: int | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Translate every job; decode ahead and encode behind on threads. Failures are recorded, not raised."""
+    console = console or Console(stderr=True)
+    summary = Summary()
+    start = time.perf_counter()
+    workers = max(2, min(8, os.cpu_count() or 2))
+    batches = list(_batches(jobs, size, batch_size, summary.failed))
+    writes: list[tuple[Job, Future]] = []
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="decode") as readers,
+        ThreadPoolExecutor(workers, thread_name_prefix="encode") as writers,
+        _progress(console, progress) as bar,
+    ):
+        task = bar.add_task("translating", total=sum(len(b) for b in batches))
+        # Keep two batches decoding while the model works on the current one.
+        pending = [readers.submit(_decode, b, translator.channels, size) for b in batches[:2]]
+        for index in range(len(batches)):
+            decoded = pending.pop(0).result()
+            if index + 2 < len(batches):
+                pending.append(readers.submit(_decode, batches[index + 2], translator.channels, size))
+            good = [(job, image) for job, image in decoded if isinstance(image, np.ndarray)]
+            summary.failed += [(job.source, error) for job, error in decoded if isinstance(error, str)]
+            if good:
+                outputs = run_model(translator, np.stack([image for _, image in good]))
+                for (job, _), output in zip(good, outputs, strict=True):
+                    writes.append((job, writers.submit(save_image, job.target, output)))
+            bar.advance(task, len(decoded))
+        for job, future in writes:
+            try:
+                future.result()
+                summary.done += 1
+            except (OSError, ValueError) as exc:
+                summary.failed.append((job.source, f"cannot write {job.target}: {exc}"))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+    )

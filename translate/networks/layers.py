@@ -1,0 +1,51 @@
+"""Building blocks shared by the networks: normalisation choice and the papers' weight initialisation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+Norm = Literal["instance", "batch", "none"]
+
+
+def norm_layer(kind: Norm, channels: int) -> nn.Module:
+    """The normalisation used after a convolution.
+
+    Instance norm without affine parameters or running statistics is CycleGAN's choice (its generators are run
+    per image at any size); batch norm is pix2pix's and DCGAN's.
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}: use instance, batch or none")
+
+
+def uses_bias(kind: Norm) -> bool:
+    # A convolution followed by batch norm has its bias cancelled by the mean subtraction; instance norm without
+    # affine parameters keeps the conv bias (as the reference CycleGAN generator does).
+    return kind != "batch"
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """N(0, gain) for conv/linear weights, N(1, gain) for norm scales, zeros for biases (DCGAN, CycleGAN)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(m, "weight", None) is not None:
+                nn.init.normal_(m.weight, 1.0, gain)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+
+def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    """Freeze or unfreeze parameters, e.g. the discriminators while the generators are updated through them."""
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(flag)

@@ -1,0 +1,85 @@
+"""ResNet generator (Johnson et al. 2016) as used by CycleGAN.
+
+c7s1-64, d128, d256, N residual blocks, u128, u64, c7s1-C with reflection padding and instance norm; 9 blocks at
+256 px, 6 at 128 px (CycleGAN, appendix 7.2). The two stride-2 downsamplings make the input size a multiple of 4.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from translate.networks.layers import Norm, norm_layer, uses_bias
+
+
+class ResidualBlock(nn.Module):
+    """x + conv-norm-relu-conv-norm(x), with reflection padding (no border artefacts)."""
+
+    def __init__(self, channels: int, *, norm: Norm = "instance", dropout: float = 0.0) -> None:
+        super().__init__()
+        bias = uses_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            norm_layer(norm, channels),
+            nn.ReLU(True),
+        ]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            norm_layer(norm, channels),
+        ]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Image-to-image generator: (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1].
+
+    H and W must be multiples of `stride` (4); inference pads and crops around that.
+    """
+
+    stride = 4
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        *,
+        base_channels: int = 64,
+        num_blocks: int = 9,
+        norm: Norm = "instance",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        bias = uses_bias(norm)
+        c = base_channels
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, c, 7, bias=bias),
+            norm_layer(norm, c),
+            nn.ReLU(True),
+        ]
+        for mult in (1, 2):  # d128, d256
+            layers += [
+                nn.Conv2d(c * mult, c * mult * 2, 3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, c * mult * 2),
+                nn.ReLU(True),
+            ]
+        layers += [ResidualBlock(c * 4, norm=norm, dropout=dropout) for _ in range(num_blocks)]
+        for mult in (4, 2):  # u128, u64
+            layers += [
+                nn.ConvTranspose2d(
+                    c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias
+                ),
+                norm_layer(norm, c * mult // 2),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)

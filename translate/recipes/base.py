@@ -1,0 +1,47 @@
+"""What every recipe module provides, and the data it hands to the trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+
+@dataclass
+class TrainingData:
+    dataset: Dataset  # indexed by a global sample counter (see translate.data)
+    preview: dict[str, Tensor]  # fixed held-out inputs for preview grids
+    summary: str  # one line for the log, e.g. "1067 A / 1334 B images"
+
+
+class Recipe(Protocol):
+    """A training method: its networks, optimisers and a train_step that reads like the paper."""
+
+    name: str
+    config: Any
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]: ...
+    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]: ...
+    def modules(self) -> dict[str, nn.Module]: ...
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def extra_state(self) -> dict[str, Tensor]: ...
+    def load_extra_state(self, state: dict[str, Tensor]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """A registry entry: how to configure, build, feed and deploy one recipe."""
+
+    name: str
+    summary: str
+    config_class: type
+    build: Callable[..., Recipe]  # (config, engine) -> Recipe
+    build_generator: Callable[[Any, str], nn.Module]  # (config, direction) -> uninitialised generator
+    directions: dict[str, str]  # direction -> name of the generator module inside the checkpoint
+    make_data: Callable[..., TrainingData]
+    default_steps: Callable[[Any, TrainingData], int]
+    presets: dict[str, dict[str, object]]

@@ -1,0 +1,251 @@
+"""CycleGAN (Zhu, Park, Isola, Efros 2017, arXiv:1703.10593): unpaired translation between domains A and B.
+
+Notation follows the paper's: G_AB is G: A→B, G_BA is F: B→A; D_B is D_Y (judges domain B), D_A is D_X.
+Defaults are the paper's: ResNet generators (9 blocks at ≥ 256 px, 6 below), 70×70 PatchGANs, LSGAN loss,
+λ_cyc = 10, identity weight 0.5·λ_cyc, 50-image history pools, Adam(2e-4, β1 0.5), batch 1, constant learning
+rate for the first half of training and linear decay to zero over the second half, weights N(0, 0.02).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import Tensor, nn
+
+from translate.config import ConfigError, DataConfig, OptimConfig, TrainConfig
+from translate.data import UnpairedDataset, preview_images, scan_domain, unpaired_folders
+from translate.engine import Engine
+from translate.losses import ImagePool, discriminator_loss, generator_loss
+from translate.networks.layers import init_weights, set_requires_grad
+from translate.networks.patchgan import PatchDiscriminator
+from translate.networks.resnet import ResnetGenerator
+from translate.recipes.base import TrainingData
+
+
+@dataclass(frozen=True)
+class CycleGANConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generator_channels: int = 64  # ngf
+    discriminator_channels: int = 64  # ndf
+    num_blocks: int | None = (
+        None  # residual blocks; None: 9 at image_size >= 256, else 6 (paper, appendix 7.2)
+    )
+    discriminator_layers: int = 3  # 3 strided layers: 70×70 patches
+    norm: Literal["instance", "batch"] = "instance"
+    gan_loss: Literal["lsgan", "vanilla"] = "lsgan"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 turns it off)
+    pool_size: int = 50
+    init_gain: float = 0.02
+    epochs: int = 200  # when train.steps is 0: 100 epochs constant + 100 epochs decay, as in the paper
+    decay_from: float = 0.5  # fraction of training after which the learning rate decays linearly to zero
+
+    def __post_init__(self) -> None:
+        if self.num_blocks is not None and self.num_blocks < 0:
+            raise ConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
+        if not 0 <= self.decay_from <= 1:
+            raise ConfigError(f"decay_from must be in [0, 1], got {self.decay_from}")
+        if self.data.image_size % 4:
+            raise ConfigError(
+                f"image_size must be a multiple of 4 for the ResNet generator, got {self.data.image_size}"
+            )
+        if self.lambda_cycle < 0 or self.lambda_identity < 0 or self.pool_size < 0 or self.epochs < 1:
+            raise ConfigError("lambda_cycle, lambda_identity and pool_size must be >= 0 and epochs >= 1")
+
+    @property
+    def resolved_num_blocks(self) -> int:
+        if self.num_blocks is not None:
+            return self.num_blocks
+        return 9 if self.data.image_size >= 256 else 6
+
+
+PRESETS: dict[str, dict[str, object]] = {
+    # The paper's setting for 256×256 datasets such as horse2zebra.
+    "paper": {},
+    # The paper's 128×128 setting (e.g. Cityscapes): 6 residual blocks.
+    "128px": {"data.image_size": 128},
+    # A few minutes on a laptop CPU: small images and a short schedule, to see something quickly.
+    "quick": {"data.image_size": 64, "train.steps": 2000, "train.preview_every": 200, "train.log_every": 20},
+}
+
+DIRECTIONS: dict[str, str] = {"a2b": "G_AB", "b2a": "G_BA"}  # direction -> generator's module name
+
+
+def build_generator(config: CycleGANConfig, direction: str = "a2b") -> ResnetGenerator:
+    """One generator of this recipe (both directions share the architecture), uninitialised."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}: use a2b or b2a")
+    return ResnetGenerator(
+        config.data.channels,
+        config.data.channels,
+        base_channels=config.generator_channels,
+        num_blocks=config.resolved_num_blocks,
+        norm=config.norm,
+    )
+
+
+def default_steps(config: CycleGANConfig, data: TrainingData) -> int:
+    """The paper trains for `epochs` passes over the larger domain."""
+    return max(1, config.epochs * len(data.dataset) // config.train.batch_size)
+
+
+def make_data(
+    config: CycleGANConfig,
+    data: Path | None,
+    *,
+    domain_a: Path | None = None,
+    domain_b: Path | None = None,
+    console: Console | None = None,
+) -> TrainingData:
+    folders = unpaired_folders(data, domain_a, domain_b)
+    channels = config.data.channels
+    train_a = scan_domain(folders.train_a, channels, console=console, label="domain A")
+    train_b = scan_domain(folders.train_b, channels, console=console, label="domain B")
+    # Previews use held-out images when the dataset has them (testA/testB), else the first training images.
+    view_a = scan_domain(folders.test_a, channels, console=console) if folders.test_a else train_a
+    view_b = scan_domain(folders.test_b, channels, console=console) if folders.test_b else train_b
+    count = min(4, len(view_a), len(view_b))
+    size = config.data.image_size
+    dataset = UnpairedDataset(
+        train_a,
+        train_b,
+        image_size=size,
+        load_size=config.data.resolved_load_size,
+        flip=config.data.flip,
+        seed=config.train.seed,
+    )
+    preview = {"A": preview_images(view_a, count, size), "B": preview_images(view_b, count, size)}
+    return TrainingData(
+        dataset=dataset, preview=preview, summary=f"{len(train_a)} A / {len(train_b)} B images"
+    )
+
+
+class CycleGAN:
+    """Two generators and two discriminators trained with adversarial, cycle and identity losses."""
+
+    name = "cyclegan"
+
+    def __init__(self, config: CycleGANConfig, engine: Engine) -> None:
+        if config.train.steps < 1:
+            raise ConfigError("train.steps must be resolved before building the recipe")
+        self.config, self.engine = config, engine
+        torch.manual_seed(config.train.seed)  # initial weights depend on the seed alone
+        self.G_AB = build_generator(config, "a2b")
+        self.G_BA = build_generator(config, "b2a")
+        self.D_A = self._discriminator()
+        self.D_B = self._discriminator()
+        for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
+            init_weights(net, config.init_gain)
+            engine.prepare(net)
+        betas = (config.optim.beta1, config.optim.beta2)
+        self.opt_G = torch.optim.Adam(
+            itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()), lr=config.optim.lr, betas=betas
+        )
+        self.opt_D = torch.optim.Adam(
+            itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=config.optim.lr, betas=betas
+        )
+        self.pool_A = ImagePool(config.pool_size, seed=config.train.seed + 1)  # fakes of domain A, for D_A
+        self.pool_B = ImagePool(config.pool_size, seed=config.train.seed + 2)
+
+    def _discriminator(self) -> PatchDiscriminator:
+        c = self.config
+        return PatchDiscriminator(
+            c.data.channels,
+            base_channels=c.discriminator_channels,
+            num_layers=c.discriminator_layers,
+            norm=c.norm,
+        )
+
+    def learning_rate(self, step: int) -> float:
+        """Constant, then linear decay to zero over the last (1 - decay_from) of training (paper, section 7.1)."""
+        total = self.config.train.steps
+        decay_start = int(total * self.config.decay_from)
+        remaining = max(1, total - decay_start)
+        return self.config.optim.lr * (1.0 - max(0, step - decay_start) / remaining)
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        """One generator update then one discriminator update, as in the paper's Algorithm."""
+        c = self.config
+        lr = self.learning_rate(step)
+        for group in itertools.chain(self.opt_G.param_groups, self.opt_D.param_groups):
+            group["lr"] = lr
+        real_A, real_B = batch["A"], batch["B"]
+        λ_cyc, λ_idt = c.lambda_cycle, c.lambda_cycle * c.lambda_identity
+
+        # Generators: adversarial + cycle + identity losses; D is only a fixed critic here.
+        set_requires_grad([self.D_A, self.D_B], False)
+        with self.engine.autocast():
+            fake_B = self.G_AB(real_A)  # G(x)
+            rec_A = self.G_BA(fake_B)  # F(G(x)) ≈ x
+            fake_A = self.G_BA(real_B)  # F(y)
+            rec_B = self.G_AB(fake_A)  # G(F(y)) ≈ y
+            adv_AB = generator_loss(c.gan_loss, self.D_B(fake_B))
+            adv_BA = generator_loss(c.gan_loss, self.D_A(fake_A))
+            cyc_A = F.l1_loss(rec_A, real_A) * λ_cyc
+            cyc_B = F.l1_loss(rec_B, real_B) * λ_cyc
+            loss_G = adv_AB + adv_BA + cyc_A + cyc_B
+            if λ_idt > 0:  # G(y) ≈ y and F(x) ≈ x: keeps colours (paper, section 5.2)
+                idt_B = F.l1_loss(self.G_AB(real_B), real_B) * λ_idt
+                idt_A = F.l1_loss(self.G_BA(real_A), real_A) * λ_idt
+                loss_G = loss_G + idt_A + idt_B
+        self.engine.optimize(loss_G, self.opt_G)
+
+        # Discriminators: real vs a history of fakes; halved so D learns slower than G (paper, section 7.1).
+        set_requires_grad([self.D_A, self.D_B], True)
+        with self.engine.autocast():
+            loss_D_A = 0.5 * sum(
+                discriminator_loss(c.gan_loss, self.D_A(real_A), self.D_A(self.pool_A.query(fake_A)))
+            )
+            loss_D_B = 0.5 * sum(
+                discriminator_loss(c.gan_loss, self.D_B(real_B), self.D_B(self.pool_B.query(fake_B)))
+            )
+        self.engine.optimize(loss_D_A + loss_D_B, self.opt_D)
+
+        metrics = {
+            "G": loss_G,
+            "D_A": loss_D_A,
+            "D_B": loss_D_B,
+            "adv_AB": adv_AB,
+            "adv_BA": adv_BA,
+            "cyc_A": cyc_A,
+            "cyc_B": cyc_B,
+        }
+        if λ_idt > 0:
+            metrics |= {"idt_A": idt_A, "idt_B": idt_B}
+        return {k: v.detach() for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        """Rows of a preview grid: x, G(x), F(G(x)), y, F(y), G(F(y)), each (N, C, H, W)."""
+        self.G_AB.eval(), self.G_BA.eval()
+        try:
+            real_A, real_B = inputs["A"], inputs["B"]
+            fake_B, fake_A = self.G_AB(real_A), self.G_BA(real_B)
+            return [real_A, fake_B, self.G_BA(fake_B), real_B, fake_A, self.G_AB(fake_A)]
+        finally:
+            self.G_AB.train(), self.G_BA.train()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        pools = {"pool_A": self.pool_A.state(), "pool_B": self.pool_B.state()}
+        return {f"{name}.{key}": value for name, state in pools.items() for key, value in state.items()}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        for name, pool in (("pool_A", self.pool_A), ("pool_B", self.pool_B)):
+            prefix = f"{name}."
+            pool.load_state(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, self.engine.device
+            )

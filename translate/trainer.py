@@ -1,0 +1,369 @@
+"""The training loop every recipe shares: steps, logs, previews, checkpoints, exact resume, signals, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from translate import checkpoint, datasets
+from translate.config import ConfigError, apply_overrides, from_dict, to_dict
+from translate.data import CounterSampler, DataError, default_num_workers
+from translate.engine import Engine
+from translate.imageio import make_grid, save_image, to_uint8
+from translate.recipes import get_recipe
+from translate.recipes.base import Recipe, RecipeSpec, TrainingData
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended early; `interrupted` tells a user stop (resumable) from a failure."""
+
+    def __init__(self, message: str, *, interrupted: bool) -> None:
+        super().__init__(message)
+        self.interrupted = interrupted
+
+
+class Trainer:
+    """Runs `recipe.train_step` from a start step to `config.train.steps`, writing everything into `run_dir`."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        data: TrainingData,
+        engine: Engine,
+        run_dir: Path,
+        *,
+        info: dict[str, Any] | None = None,
+        console: Console | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.recipe, self.data, self.engine, self.run_dir = recipe, data, engine, run_dir
+        self.config = recipe.config
+        self.info = info or {}
+        self.console = console or Console(stderr=True)
+        self.progress = progress
+        self._stop_signal: str | None = None
+        self._last_saved: Path | None = None
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def save(self, step: int) -> Path:
+        path = checkpoint.checkpoint_path(self.run_dir, step)
+        checkpoint.save(
+            path,
+            recipe=self.recipe.name,
+            config=to_dict(self.config),
+            step=step,
+            modules=self.recipe.modules(),
+            optimizers=self.recipe.optimizers(),
+            extra=self.recipe.extra_state(),
+            rng=self.engine.rng_state(),
+            info=self.info,
+        )
+        self._last_saved = path
+        keep = self.config.train.keep_checkpoints
+        if keep:
+            for old in checkpoint.list_checkpoints(self.run_dir)[:-keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def restore(self, ckpt: checkpoint.Checkpoint) -> int:
+        """Load a checkpoint into the recipe; returns the step to continue from."""
+        extra, rng = checkpoint.restore(
+            ckpt, modules=self.recipe.modules(), optimizers=self.recipe.optimizers()
+        )
+        self.recipe.load_extra_state(extra)
+        self.engine.load_rng_state(rng)
+        self._last_saved = ckpt.path
+        return ckpt.step
+
+    # -- outputs -------------------------------------------------------------------------------------------
+    def write_preview(self, step: int) -> Path:
+        inputs = self.engine.to_device(self.data.preview)
+        rows = self.recipe.preview(inputs)  # list of (N, C, H, W)
+        columns = rows[0].shape[0]
+        images = to_uint8(torch.cat([r.float().cpu() for r in rows]).numpy())
+        path = self.run_dir / "previews" / f"step_{step:08d}.png"
+        save_image(path, make_grid(images, ncols=columns))
+        return path
+
+    # -- loop ----------------------------------------------------------------------------------------------
+    def _loader(self, start_step: int) -> Iterator[dict[str, Tensor]]:
+        batch_size = self.config.train.batch_size
+        workers = self.config.data.num_workers
+        workers = default_num_workers() if workers is None else workers
+        loader = DataLoader(
+            self.data.dataset,
+            batch_size=batch_size,
+            sampler=CounterSampler(start_step * batch_size),
+            num_workers=workers,
+            pin_memory=self.engine.device.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        return iter(loader)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """First Ctrl-C/SIGTERM: finish the current step, save, stop. A second Ctrl-C aborts at once."""
+
+        def handler(signum: int, frame: object) -> None:
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(signum).name
+            self.console.print(
+                f"\n{self._stop_signal}: saving a checkpoint after this step (Ctrl-C again to abort)"
+            )
+
+        previous = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signal handling to the caller
+            pass
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def fit(self, start_step: int = 0, *, stop_at: int | None = None) -> Path:
+        """Train to `config.train.steps` (or `stop_at`); returns the last checkpoint written."""
+        cfg = self.config.train
+        total = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_file = self.run_dir / "metrics.jsonl"
+        # Reading losses back forces a device sync, so on GPUs they are checked only at log steps.
+        check_every = 1 if self.engine.device.type == "cpu" else cfg.log_every
+        sums: dict[str, Tensor] = {}
+        window_start, window_steps = time.perf_counter(), 0
+        shown = rate = ""
+        batches = self._loader(start_step)
+        with (
+            self._signals(),
+            _progress(self.console, enabled=self.progress) as bar,
+            open(metrics_file, "a", encoding="utf-8") as log,
+        ):
+            task = bar.add_task("training", total=cfg.steps, completed=start_step, losses="", rate="")
+            for step in range(start_step, total):
+                metrics = self.recipe.train_step(self.engine.to_device(next(batches)), step)
+                done = step + 1
+                for key, value in metrics.items():
+                    sums[key] = sums[key] + value if key in sums else value.clone()
+                window_steps += 1
+                if done % check_every == 0 or done == total:
+                    self._check_finite(sums, done, window_steps)
+                if done % cfg.log_every == 0 or done == total:
+                    elapsed = time.perf_counter() - window_start
+                    record = {k: float(v) / window_steps for k, v in sums.items()}
+                    record = {"step": done, **record, "it_s": window_steps / max(elapsed, 1e-9)}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    rate = f"{record['it_s']:.2f} it/s"
+                    shown = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("step", "it_s"))
+                    if not bar.live.is_started:  # no terminal: one plain line per log step instead of a bar
+                        self.console.print(f"step {done}/{cfg.steps} {shown} ({rate})", highlight=False)
+                    sums, window_start, window_steps = {}, time.perf_counter(), 0
+                bar.update(task, completed=done, losses=shown, rate=rate)
+                if done % cfg.preview_every == 0 or done == total:
+                    self.write_preview(done)
+                stopping = self._stop_signal is not None
+                if done % cfg.checkpoint_every == 0 or done == total or stopping:
+                    self.save(done)
+                if stopping:
+                    raise TrainingStopped(
+                        f"stopped by {self._stop_signal} at step {done}; checkpoint {self._last_saved}. "
+                        "Continue with the same command plus --resume.",
+                        interrupted=True,
+                    )
+        assert self._last_saved is not None
+        return self._last_saved
+
+    def _check_finite(self, sums: dict[str, Tensor], step: int, window: int) -> None:
+        bad = [k for k, v in sums.items() if not math.isfinite(float(v))]
+        if bad:
+            where = f"at step {step}" if window == 1 else f"between steps {step - window + 1} and {step}"
+            last = (
+                f"last good checkpoint: {self._last_saved}"
+                if self._last_saved
+                else "no checkpoint was saved yet"
+            )
+            raise TrainingStopped(
+                f"loss {', '.join(bad)} became non-finite {where}; {last}. "
+                "Lower the learning rate (--set lr=...) and resume from it, or restart with another --seed.",
+                interrupted=False,
+            )
+
+
+@contextmanager
+def _progress(console: Console, *, enabled: bool) -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("[cyan]{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+    )
+    with progress:
+        yield progress
+
+
+def resolve_steps(config: Any, steps: int) -> Any:
+    """The config with train.steps set."""
+    return replace(config, train=replace(config.train, steps=steps))
+
+
+@dataclass
+class TrainRequest:
+    """What `translate train` was asked; every field maps to a command-line option."""
+
+    data: str | None = None  # a folder, or a known dataset name
+    model: str = "cyclegan"
+    out: Path = Path("runs")
+    name: str | None = None
+    resume: bool = False
+    device: str = "auto"
+    preset: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # first-class options, e.g. {"train.steps": 100}
+    overrides: list[str] = field(default_factory=list)  # --set key=value
+    domain_a: Path | None = None
+    domain_b: Path | None = None
+    progress: bool = True
+
+
+def resolve_data(data: str, family: str, console: Console) -> Path:
+    """A folder as given, or a known dataset downloaded into the cache."""
+    path = Path(data).expanduser()
+    if path.exists():
+        return path
+    if datasets.is_known(data, family):
+        return datasets.prepare(data, family, progress=console.is_terminal)
+    close = datasets.close_matches(data)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise DataError(
+        f"{data}: no such folder and not a known dataset name{hint}; `translate datasets` lists them"
+    )
+
+
+def build_config(spec: RecipeSpec, request: TrainRequest) -> Any:
+    """Defaults < preset < first-class options < --set overrides."""
+    config = spec.config_class()
+    if request.preset is not None:
+        if request.preset not in spec.presets:
+            raise ConfigError(
+                f"unknown preset {request.preset!r} for {spec.name}; available: {', '.join(spec.presets)}"
+            )
+        config = apply_overrides(config, dict(spec.presets[request.preset]))
+    config = apply_overrides(config, {k: v for k, v in request.options.items() if v is not None})
+    return apply_overrides(config, request.overrides)
+
+
+def _default_run_dir(out: Path, stem: str, resume: bool) -> Path:
+    # A fresh run never reuses a folder that holds checkpoints: runs/NAME, runs/NAME-2, ...
+    candidate, n = out / stem, 1
+    while not resume and checkpoint.list_checkpoints(candidate):
+        n += 1
+        candidate = out / f"{stem}-{n}"
+    return candidate
+
+
+def train(request: TrainRequest, console: Console | None = None) -> Path:
+    """Resolve data, config and run folder, train, and return the run folder."""
+    console = console or Console(stderr=True)
+    if request.name is not None:
+        run_dir = request.out / request.name
+    elif request.data is not None:
+        run_dir = _default_run_dir(request.out, Path(request.data).name or "run", request.resume)
+    elif request.domain_a is not None:
+        run_dir = _default_run_dir(request.out, request.domain_a.name, request.resume)
+    else:
+        raise DataError("give DATA (a folder or a known dataset name), or --name of a run to --resume")
+
+    ckpt = None
+    if request.resume:
+        path = checkpoint.latest_checkpoint(run_dir)
+        if path is None:
+            raise DataError(f"{run_dir}: no checkpoint to resume from (checked {run_dir / 'checkpoints'})")
+        ckpt = checkpoint.read(path)
+        if request.overrides or request.preset:
+            raise ConfigError("--resume continues a run with its saved config: drop --set/--preset")
+        spec = get_recipe(ckpt.recipe)
+        config = from_dict(spec.config_class, ckpt.meta["config"])
+        if request.options.get("train.steps"):
+            config = resolve_steps(config, request.options["train.steps"])
+        source = ckpt.meta["info"].get("data", {})
+        data_arg = request.data or source.get("data")
+        domain_a = request.domain_a or _path(source.get("domain_a"))
+        domain_b = request.domain_b or _path(source.get("domain_b"))
+    else:
+        if checkpoint.list_checkpoints(run_dir):
+            raise ConfigError(
+                f"{run_dir} already holds a run: add --resume to continue it, or pick another --name"
+            )
+        spec = get_recipe(request.model)
+        config = build_config(spec, request)
+        data_arg, domain_a, domain_b = request.data, request.domain_a, request.domain_b
+
+    family = "pix2pix" if spec.name == "pix2pix" else "cyclegan"
+    data_path = resolve_data(data_arg, family, console) if data_arg is not None else None
+    data = spec.make_data(config, data_path, domain_a=domain_a, domain_b=domain_b, console=console)
+    if config.train.steps == 0:
+        config = resolve_steps(config, spec.default_steps(config, data))
+    engine = Engine(request.device)
+    recipe = spec.build(config, engine)
+    info = {"data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)}}
+    trainer = Trainer(recipe, data, engine, run_dir, info=info, console=console, progress=request.progress)
+    start = trainer.restore(ckpt) if ckpt is not None else 0
+    if start >= config.train.steps:
+        console.print(f"{run_dir}: already trained for {start} steps; pass --steps N (N > {start}) to go on")
+        return run_dir
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json", {"recipe": spec.name, "config": to_dict(config), **info})
+    verb = f"resuming at step {start}" if start else "training"
+    console.print(
+        f"{spec.name}: {verb} for {config.train.steps} steps on {data.summary}, {engine.device}, "
+        f"{config.data.image_size} px, batch {config.train.batch_size} → {run_dir}",
+        highlight=False,
+    )
+    last = trainer.fit(start)
+    console.print(f"done: {last}", highlight=False)
+    return run_dir
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _str(value: Path | None) -> str | None:
+    return str(value.resolve()) if value is not None else None
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
