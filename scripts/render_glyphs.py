@@ -80,9 +80,7 @@ class GlyphFont:
     @classmethod
     def load(cls, name: str, path: Path, index: int, pixel_size: int) -> GlyphFont:
         if not path.is_file():
-            sys.exit(
-                f"render_glyphs: error: {name} font not found: {path} ({FONT_HINT}, or pass --{name}-font)"
-            )
+            sys.exit(f"render_glyphs: error: {name} font not found: {path} ({FONT_HINT}, or pass --{name}-font)")
         try:
             font = ImageFont.truetype(str(path), size=pixel_size, index=index)
         except OSError as exc:
@@ -112,8 +110,7 @@ class GlyphFont:
         w, h = glyph.size
         if w > size or h > size:
             raise ValueError(
-                f"{self.name} glyph U+{ord(ch):04X} is {w}x{h} px, larger than the {size} px canvas; "
-                "lower --scale"
+                f"{self.name} glyph U+{ord(ch):04X} is {w}x{h} px, larger than the {size} px canvas; lower --scale"
             )
         canvas = Image.new("L", (size, size), 0)
         canvas.paste(glyph, ((size - w) // 2, (size - h) // 2))
@@ -181,9 +178,7 @@ def plan(layout: str, train: list[str], test: list[str]) -> dict[str, tuple[str,
             }
         )
     if layout in ("paired", "both"):
-        jobs.update(
-            {"train/A": ("A", train), "train/B": ("B", train), "test/A": ("A", test), "test/B": ("B", test)}
-        )
+        jobs.update({"train/A": ("A", train), "train/B": ("B", train), "test/A": ("A", test), "test/B": ("B", test)})
     return jobs
 
 
@@ -192,9 +187,7 @@ def prepare_dirs(out: Path, subdirs: Sequence[str], overwrite: bool) -> None:
         d = out / sub
         old = sorted(d.glob("*.png")) if d.is_dir() else []
         if old and not overwrite:
-            sys.exit(
-                f"render_glyphs: error: {d} already holds {len(old)} PNGs; pass --overwrite to replace them"
-            )
+            sys.exit(f"render_glyphs: error: {d} already holds {len(old)} PNGs; pass --overwrite to replace them")
         for p in old:
             p.unlink()
         d.mkdir(parents=True, exist_ok=True)
@@ -222,12 +215,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="frequency",
         help="prefer frequent characters, or take the CJK block in code-point order (default frequency)",
     )
-    p.add_argument(
-        "--ming-font", type=Path, default=DEFAULT_MING, help=f"domain A font (default {DEFAULT_MING})"
-    )
-    p.add_argument(
-        "--kai-font", type=Path, default=DEFAULT_KAI, help=f"domain B font (default {DEFAULT_KAI})"
-    )
+    p.add_argument("--ming-font", type=Path, default=DEFAULT_MING, help=f"domain A font (default {DEFAULT_MING})")
+    p.add_argument("--kai-font", type=Path, default=DEFAULT_KAI, help=f"domain B font (default {DEFAULT_KAI})")
     p.add_argument("--ming-index", type=int, default=0, help="face index in the Ming .ttc (default 0)")
     p.add_argument("--kai-index", type=int, default=0, help="face index in the Kai .ttc (default 0)")
     p.add_argument("--overwrite", action="store_true", help="delete PNGs already in the output folders")
@@ -262,8 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     counts = ", ".join(f"{sub}={len(subset)}" for sub, (_, subset) in jobs.items())
     print(
-        f"render_glyphs: {args.layout} {args.size}px {counts} | A={fonts['A'].label} "
-        f"B={fonts['B'].label} -> {args.out}"
+        f"render_glyphs: {args.layout} {args.size}px {counts} | A={fonts['A'].label} B={fonts['B'].label} -> {args.out}"
     )
 
 

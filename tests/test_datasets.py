@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import socket
 import stat
 import tarfile
-import threading
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from httpserver import Server
 from PIL import Image
 
 from translate import datasets as ds
@@ -30,9 +26,7 @@ def _png(color: tuple[int, int, int]) -> bytes:
 
 
 CYCLE_FILES = {
-    f"{split}/{i}.png": _png((i * 40, 0, 0))
-    for split in ("trainA", "trainB", "testA", "testB")
-    for i in range(2)
+    f"{split}/{i}.png": _png((i * 40, 0, 0)) for split in ("trainA", "trainB", "testA", "testB") for i in range(2)
 }
 PIX_FILES = {f"{split}/{i}.jpg": _png((0, i * 40, 0)) for split in ("train", "val", "test") for i in range(2)}
 
@@ -64,42 +58,6 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfil
     info.type = kind
     info.linkname = target
     return info, None
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
-        pass
-
-
-@dataclass
-class Server:
-    root: Path
-    url: str
-    stop: Callable[[], None]
-
-
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    stopped = False
-
-    def stop() -> None:
-        nonlocal stopped
-        if not stopped:
-            stopped = True
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(5)
-
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setenv("TRANSLATE_MIRROR", url + "/")
-    monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
-    yield Server(root, url, stop)
-    stop()
 
 
 def _closed_port() -> int:
@@ -349,9 +307,7 @@ def test_malicious_archive_via_prepare(server: Server, tmp_path: Path) -> None:
 
 
 def test_safe_extract_allows_inner_symlink_and_replaces_target(tmp_path: Path) -> None:
-    archive = _make_tar(
-        tmp_path / "a.tar.gz", [_file("ds/train/a.png", b"A"), _link("ds/latest", "train/a.png")]
-    )
+    archive = _make_tar(tmp_path / "a.tar.gz", [_file("ds/train/a.png", b"A"), _link("ds/latest", "train/a.png")])
     target = tmp_path / "out" / "ds"
     target.mkdir(parents=True)
     (target / "stale.txt").write_text("old")

@@ -393,9 +393,7 @@ def test_save_respects_umask_not_private_tempfile_mode(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_failed_write_leaves_no_temp_and_no_partial_target(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_temp_and_no_partial_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
         fp.write(b"\x89PNG partial garbage")  # type: ignore[attr-defined]
         raise OSError("disk full")

@@ -66,9 +66,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _optimizer_tensors(
-    name: str, optimizer: torch.optim.Optimizer
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
@@ -171,7 +169,7 @@ def read(path: Path) -> Checkpoint:
 def load_tensors(path: Path, prefix: str = "", device: str | torch.device = "cpu") -> dict[str, Tensor]:
     """Tensors whose name starts with `prefix`, with the prefix removed."""
     with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        return {key[len(prefix) :]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}
+        return {key[len(prefix) :]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}  # noqa: SIM118 (not iterable)
 
 
 def load_module(path: Path, name: str, module: nn.Module) -> None:

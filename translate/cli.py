@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -70,24 +70,29 @@ def _root(
 @app.command()
 def train(
     data: Annotated[
-        Optional[str],
-        typer.Argument(help="A folder (with trainA/ and trainB/ for cyclegan) or a known dataset name, e.g. horse2zebra."),
+        str | None,
+        typer.Argument(
+            help="A folder (with trainA/ and trainB/ for cyclegan) or a known dataset name, e.g. horse2zebra."
+        ),
     ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Recipe to train.")] = "cyclegan",
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Training crop size in px (default 256).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step (default 1).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Training crop size in px (default 256).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step (default 1).")] = None,
     out: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
-    name: Annotated[Optional[str], typer.Option(help="Run name (default: the data folder's name).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run OUT/NAME from its newest checkpoint.")] = False,
+    name: Annotated[str | None, typer.Option(help="Run name (default: the data folder's name).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run OUT/NAME from its newest checkpoint.")
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    seed: Annotated[Optional[int], typer.Option(help="Seed for weights, data order and jitter (default 0).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Named settings of the recipe, e.g. quick, 128px, paper.")] = None,
-    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
-    domain_a: Annotated[Optional[Path], typer.Option(help="Folder of domain A images (instead of DATA).")] = None,
-    domain_b: Annotated[Optional[Path], typer.Option(help="Folder of domain B images (instead of DATA).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for weights, data order and jitter (default 0).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Named settings of the recipe, e.g. quick, 128px, paper.")] = None,
+    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    domain_a: Annotated[Path | None, typer.Option(help="Folder of domain A images (instead of DATA).")] = None,
+    domain_b: Annotated[Path | None, typer.Option(help="Folder of domain B images (instead of DATA).")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Any config field: --set lambda_cycle=5 (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Any config field: --set lambda_cycle=5 (repeatable)."),
     ] = None,
 ) -> None:
     """Train a generator on a folder of images or a known dataset."""
@@ -122,7 +127,11 @@ def train(
             err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_FAILED) from None
         except TrainingStopped as exc:
-            err.print(f"[yellow]{exc}[/]" if exc.interrupted else f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[yellow]{exc}[/]" if exc.interrupted else f"[red]error:[/] {exc}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(EXIT_INTERRUPTED if exc.interrupted else EXIT_FAILED) from None
 
 
@@ -130,12 +139,12 @@ def train(
 def apply(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image or a folder (walked recursively).")],
     model: Annotated[str, typer.Option("--model", "-m", help="A run folder or a checkpoint file.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: INPUT_<direction> beside INPUT).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: INPUT_<direction> beside INPUT).")] = None,
     direction: Annotated[str, typer.Option(help="a2b or b2a for two-way models.")] = "a2b",
     batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    size: Annotated[Optional[int], typer.Option(min=8, help="Resize so the shorter side is SIZE px first.")] = None,
-    ext: Annotated[Optional[str], typer.Option(help="Output format, e.g. png (default: the input's).")] = None,
+    size: Annotated[int | None, typer.Option(min=8, help="Resize so the shorter side is SIZE px first.")] = None,
+    ext: Annotated[str | None, typer.Option(help="Output format, e.g. png (default: the input's).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
 ) -> None:
     """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
@@ -155,8 +164,11 @@ def apply(
         summary = translate_files(jobs, translator, batch_size=batch_size, size=size, console=err)
         summary.skipped = skipped
         for path, reason in summary.failed:
-            err.print(f"[yellow]failed:[/] {path}: {reason}" if str(path) not in reason else f"[yellow]failed:[/] {reason}",
-                      highlight=False, soft_wrap=True)
+            err.print(
+                f"[yellow]failed:[/] {path}: {reason}" if str(path) not in reason else f"[yellow]failed:[/] {reason}",
+                highlight=False,
+                soft_wrap=True,
+            )
         err.print(
             f"done {summary.done}, skipped {summary.skipped} (already there; --overwrite to redo), "
             f"failed {len(summary.failed)}, {summary.images_per_second:.2f} images/s",

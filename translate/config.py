@@ -23,11 +23,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     image_size: int = 256  # training crop (CycleGAN/pix2pix: 256)
-    load_size: int | None = (
-        None  # resize before the random crop; None: image_size * 286 / 256 (the paper's jitter)
-    )
+    load_size: int | None = None  # resize before the random crop; None: image_size * 286 / 256 (the paper's jitter)
     flip: bool = True  # random horizontal flip (the paper's jitter)
-    channels: int = 3  # 3 = RGB, 1 = grayscale
+    channels: int | None = None  # 3 = RGB, 1 = grayscale; None: 1 if every training image is grayscale, else 3
     num_workers: int | None = None  # DataLoader worker processes; None: chosen from the CPU count
 
     def __post_init__(self) -> None:
@@ -35,7 +33,7 @@ class DataConfig:
             raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
         if self.load_size is not None and self.load_size < self.image_size:
             raise ConfigError(f"load_size ({self.load_size}) must be >= image_size ({self.image_size})")
-        if self.channels not in (1, 3):
+        if self.channels not in (None, 1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")

@@ -45,14 +45,26 @@ class Domain:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def with_channels(self, channels: int) -> Domain:
+        """The same images as RGB (a grayscale domain paired with a colour one) or as they are."""
+        if channels == self.channels:
+            return self
+        if (self.channels, channels) != (1, 3):
+            raise ValueError(f"cannot turn a {self.channels}-channel domain into {channels} channels")
+        images = [np.repeat(im, 3, axis=2) for im in self.images] if self.images is not None else None
+        return Domain(root=self.root, paths=self.paths, images=images, channels=3)
+
     def image(self, index: int) -> np.ndarray:
         if self.images is not None:
             return self.images[index]
         return load_image(self.paths[index], self.channels)
 
 
-def scan_domain(root: Path, channels: int, *, console: Console | None = None, label: str = "") -> Domain:
-    """Find and decode every image under `root`; corrupt or non-image files are skipped with a warning each."""
+def scan_domain(root: Path, channels: int | None, *, console: Console | None = None, label: str = "") -> Domain:
+    """Find and decode every image under `root`; corrupt or non-image files are skipped with a warning each.
+
+    `channels=None` decides from the data: 1 when every image is grayscale (R = G = B), else 3.
+    """
     console = console or Console(stderr=True)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder of images")
@@ -60,7 +72,7 @@ def scan_domain(root: Path, channels: int, *, console: Console | None = None, la
 
     def decode(path: Path) -> np.ndarray | ImageDecodeError:
         try:
-            return load_image(path, channels)
+            return load_image(path, channels or 3)
         except ImageDecodeError as exc:
             return exc
 
@@ -68,7 +80,7 @@ def scan_domain(root: Path, channels: int, *, console: Console | None = None, la
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
         results = list(pool.map(decode, paths))
     good_paths, images, skipped = [], [], 0
-    for path, result in zip(paths, results):
+    for path, result in zip(paths, results, strict=False):
         if isinstance(result, ImageDecodeError):
             console.print(f"[yellow]warning:[/] skipping {result}", highlight=False, soft_wrap=True)
             skipped += 1
@@ -77,13 +89,16 @@ def scan_domain(root: Path, channels: int, *, console: Console | None = None, la
             images.append(result)
     name = f"{label} " if label else ""
     if skipped:
-        console.print(
-            f"[yellow]warning:[/] skipped {skipped} unreadable file(s) in {name}{root}", highlight=False
-        )
+        console.print(f"[yellow]warning:[/] skipped {skipped} unreadable file(s) in {name}{root}", highlight=False)
     if not good_paths:
         raise DataError(
             f"{root}: no usable image found (looked for png, jpg, jpeg, bmp, webp, tif, tiff in all sub-folders)"
         )
+    if channels is None:
+        gray = all(np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 0], im[..., 2]) for im in images)
+        channels = 1 if gray else 3
+        if gray:
+            images = [np.ascontiguousarray(im[..., :1]) for im in images]
     keep = sum(image.nbytes for image in images) <= CACHE_LIMIT_BYTES
     return Domain(root=root, paths=good_paths, images=images if keep else None, channels=channels)
 
@@ -98,9 +113,7 @@ class UnpairedFolders:
     test_b: Path | None = None
 
 
-def unpaired_folders(
-    data: Path | None, domain_a: Path | None = None, domain_b: Path | None = None
-) -> UnpairedFolders:
+def unpaired_folders(data: Path | None, domain_a: Path | None = None, domain_b: Path | None = None) -> UnpairedFolders:
     """Resolve the public layout `DATA/trainA` + `DATA/trainB` (+ testA/testB), or two explicit folders."""
     if domain_a is not None or domain_b is not None:
         if domain_a is None or domain_b is None:
@@ -117,9 +130,7 @@ def unpaired_folders(
             "or pass two folders with --domain-a and --domain-b"
         )
     test_a, test_b = data / "testA", data / "testB"
-    return UnpairedFolders(
-        train_a, train_b, test_a if test_a.is_dir() else None, test_b if test_b.is_dir() else None
-    )
+    return UnpairedFolders(train_a, train_b, test_a if test_a.is_dir() else None, test_b if test_b.is_dir() else None)
 
 
 def training_transform(image_size: int, load_size: int, flip: bool) -> A.Compose:
@@ -152,9 +163,7 @@ def pick(seed: int, stream: int, counter: int, n: int) -> int:
 class UnpairedDataset(Dataset):
     """Sample `counter` -> {"A": (C, H, W), "B": (C, H, W)} float32 in [-1, 1], A and B drawn independently."""
 
-    def __init__(
-        self, a: Domain, b: Domain, *, image_size: int, load_size: int, flip: bool, seed: int
-    ) -> None:
+    def __init__(self, a: Domain, b: Domain, *, image_size: int, load_size: int, flip: bool, seed: int) -> None:
         self.a, self.b, self.seed = a, b, seed
         self.transform = training_transform(image_size, load_size, flip)
 

@@ -209,9 +209,7 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, progre
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_FILTER_ERRORS: tuple[type[Exception], ...] = (
-    (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
-)
+_FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 
 
 def _name_problem(name: str) -> str | None:
@@ -283,9 +281,7 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
         if problem is None and stat.S_ISLNK(info.external_attr >> 16):
             problem = "symlink"
         if problem:
-            raise DatasetError(
-                f"refusing to extract {archive}: member {info.filename!r} is unsafe ({problem})."
-            )
+            raise DatasetError(f"refusing to extract {archive}: member {info.filename!r} is unsafe ({problem}).")
 
 
 def _move_into_place(src: Path, target: Path) -> None:

@@ -31,9 +31,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     if name == "mps":
         if not torch.backends.mps.is_available():
-            raise DeviceError(
-                "--device mps: Apple's MPS backend is not available; use --device cpu (or auto)"
-            )
+            raise DeviceError("--device mps: Apple's MPS backend is not available; use --device cpu (or auto)")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")

@@ -333,9 +333,7 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def make_grid(
-    images: np.ndarray, ncols: int | None = None, padding: int = 2, pad_value: int = 255
-) -> np.ndarray:
+def make_grid(images: np.ndarray, ncols: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
     """Tile ``uint8`` ``(N, H, W, C)`` images into one ``(H', W', C)`` image.
 
     ``ncols`` defaults to ``ceil(sqrt(N))`` and is capped at N. ``padding`` pixels of ``pad_value`` separate
@@ -343,9 +341,7 @@ def make_grid(
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(
-            f"make_grid expects a non-empty uint8 (N, H, W, C) array, got {images.dtype} {images.shape}"
-        )
+        raise ValueError(f"make_grid expects a non-empty uint8 (N, H, W, C) array, got {images.dtype} {images.shape}")
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
     if not 0 <= pad_value <= 255:
@@ -357,9 +353,7 @@ def make_grid(
         raise ValueError(f"ncols must be >= 1, got {ncols}")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    grid = np.full(
-        (nrows * h + (nrows + 1) * padding, ncols * w + (ncols + 1) * padding, c), pad_value, dtype=np.uint8
-    )
+    grid = np.full((nrows * h + (nrows + 1) * padding, ncols * w + (ncols + 1) * padding, c), pad_value, dtype=np.uint8)
     for i, tile in enumerate(images):
         row, col = divmod(i, ncols)
         top = padding + row * (h + padding)

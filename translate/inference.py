@@ -18,7 +18,14 @@ from typing import Protocol
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from translate.imageio import (
     IMAGE_EXTENSIONS,
@@ -86,8 +93,12 @@ def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tu
     out = out.resolve()
     if root.is_dir() and (out == root or root in out.parents):
         raise ApplyError(f"--out {out} is inside the input folder {root}: choose a folder outside it")
-    sources = find_images(input_path)
+    try:
+        sources = find_images(input_path)
+    except ValueError as exc:  # a file that is not an image
+        raise ApplyError(str(exc)) from None
     jobs, skipped = [], 0
+    claimed: dict[Path, Path] = {}
     for source in sources:
         relative = source.relative_to(input_path) if root.is_dir() else Path(source.name)
         target = out / relative
@@ -95,6 +106,11 @@ def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tu
             target = target.with_suffix(ext)
         if target.resolve() == source.resolve():
             raise ApplyError(f"{target}: output would overwrite its input; choose another --out")
+        if target in claimed:
+            raise ApplyError(
+                f"{source} and {claimed[target]} would both be written to {target}; drop --ext or rename one"
+            )
+        claimed[target] = source
         if target.exists() and not overwrite:
             skipped += 1
             continue

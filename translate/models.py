@@ -27,7 +27,9 @@ def resolve_checkpoint(model: str) -> Path:
     if path.is_dir():
         latest = checkpoint.latest_checkpoint(path)
         if latest is None:
-            raise ModelError(f"{path}: a folder without checkpoints (expected {path / 'checkpoints'}/step_*.safetensors)")
+            raise ModelError(
+                f"{path}: a folder without checkpoints (expected {path / 'checkpoints'}/step_*.safetensors)"
+            )
         return latest
     if path.is_file():
         if path.suffix != ".safetensors":

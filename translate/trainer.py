@@ -88,9 +88,7 @@ class Trainer:
 
     def restore(self, ckpt: checkpoint.Checkpoint) -> int:
         """Load a checkpoint into the recipe; returns the step to continue from."""
-        extra, rng = checkpoint.restore(
-            ckpt, modules=self.recipe.modules(), optimizers=self.recipe.optimizers()
-        )
+        extra, rng = checkpoint.restore(ckpt, modules=self.recipe.modules(), optimizers=self.recipe.optimizers())
         self.recipe.load_extra_state(extra)
         self.engine.load_rng_state(rng)
         self._last_saved = ckpt.path
@@ -119,6 +117,9 @@ class Trainer:
             pin_memory=self.engine.device.type == "cuda",
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
+            # Its own generator: creating the iterator would otherwise draw from (and so shift) the global RNG,
+            # and a resumed run creates one more iterator than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.config.train.seed),
         )
         return iter(loader)
 
@@ -130,9 +131,7 @@ class Trainer:
             if self._stop_signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._stop_signal = signal.Signals(signum).name
-            self.console.print(
-                f"\n{self._stop_signal}: saving a checkpoint after this step (Ctrl-C again to abort)"
-            )
+            self.console.print(f"\n{self._stop_signal}: saving a checkpoint after this step (Ctrl-C again to abort)")
 
         previous = {}
         try:
@@ -181,7 +180,7 @@ class Trainer:
                     rate = f"{record['it_s']:.2f} it/s"
                     shown = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("step", "it_s"))
                     if not bar.live.is_started:  # no terminal: one plain line per log step instead of a bar
-                        self.console.print(f"step {done}/{cfg.steps} {shown} ({rate})", highlight=False)
+                        self.console.print(f"step {done}/{cfg.steps} {shown} ({rate})", highlight=False, soft_wrap=True)
                     sums, window_start, window_steps = {}, time.perf_counter(), 0
                 bar.update(task, completed=done, losses=shown, rate=rate)
                 if done % cfg.preview_every == 0 or done == total:
@@ -202,11 +201,7 @@ class Trainer:
         bad = [k for k, v in sums.items() if not math.isfinite(float(v))]
         if bad:
             where = f"at step {step}" if window == 1 else f"between steps {step - window + 1} and {step}"
-            last = (
-                f"last good checkpoint: {self._last_saved}"
-                if self._last_saved
-                else "no checkpoint was saved yet"
-            )
+            last = f"last good checkpoint: {self._last_saved}" if self._last_saved else "no checkpoint was saved yet"
             raise TrainingStopped(
                 f"loss {', '.join(bad)} became non-finite {where}; {last}. "
                 "Lower the learning rate (--set lr=...) and resume from it, or restart with another --seed.",
@@ -237,6 +232,14 @@ def resolve_steps(config: Any, steps: int) -> Any:
     return replace(config, train=replace(config.train, steps=steps))
 
 
+def complete_config(spec: RecipeSpec, config: Any, data: TrainingData) -> Any:
+    """Fill what the data decides: image channels, and the recipe's default length when steps is 0."""
+    config = replace(config, data=replace(config.data, channels=data.channels))
+    if config.train.steps == 0:
+        config = resolve_steps(config, spec.default_steps(config, data))
+    return config
+
+
 @dataclass
 class TrainRequest:
     """What `translate train` was asked; every field maps to a command-line option."""
@@ -264,9 +267,7 @@ def resolve_data(data: str, family: str, console: Console) -> Path:
         return datasets.prepare(data, family, progress=console.is_terminal)
     close = datasets.close_matches(data)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise DataError(
-        f"{data}: no such folder and not a known dataset name{hint}; `translate datasets` lists them"
-    )
+    raise DataError(f"{data}: no such folder and not a known dataset name{hint}; `translate datasets` lists them")
 
 
 def build_config(spec: RecipeSpec, request: TrainRequest) -> Any:
@@ -321,9 +322,7 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
         domain_b = request.domain_b or _path(source.get("domain_b"))
     else:
         if checkpoint.list_checkpoints(run_dir):
-            raise ConfigError(
-                f"{run_dir} already holds a run: add --resume to continue it, or pick another --name"
-            )
+            raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, or pick another --name")
         spec = get_recipe(request.model)
         config = build_config(spec, request)
         data_arg, domain_a, domain_b = request.data, request.domain_a, request.domain_b
@@ -331,8 +330,7 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     family = "pix2pix" if spec.name == "pix2pix" else "cyclegan"
     data_path = resolve_data(data_arg, family, console) if data_arg is not None else None
     data = spec.make_data(config, data_path, domain_a=domain_a, domain_b=domain_b, console=console)
-    if config.train.steps == 0:
-        config = resolve_steps(config, spec.default_steps(config, data))
+    config = complete_config(spec, config, data)
     engine = Engine(request.device)
     recipe = spec.build(config, engine)
     info = {"data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)}}

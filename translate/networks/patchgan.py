@@ -24,9 +24,7 @@ class PatchDiscriminator(nn.Module):
         mult = 1
         for i in range(1, num_layers + 1):
             prev, mult = mult, min(2**i, 8)
-            stride = (
-                2 if i < num_layers else 1
-            )  # the last C block keeps resolution (70×70 field for 3 layers)
+            stride = 2 if i < num_layers else 1  # the last C block keeps resolution (70×70 field for 3 layers)
             layers += [
                 nn.Conv2d(c * prev, c * mult, 4, stride=stride, padding=1, bias=bias),
                 norm_layer(norm, c * mult),

@@ -72,9 +72,7 @@ class ResnetGenerator(nn.Module):
         layers += [ResidualBlock(c * 4, norm=norm, dropout=dropout) for _ in range(num_blocks)]
         for mult in (4, 2):  # u128, u64
             layers += [
-                nn.ConvTranspose2d(
-                    c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias
-                ),
+                nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
                 norm_layer(norm, c * mult // 2),
                 nn.ReLU(True),
             ]

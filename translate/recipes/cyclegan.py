@@ -35,9 +35,7 @@ class CycleGANConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     generator_channels: int = 64  # ngf
     discriminator_channels: int = 64  # ndf
-    num_blocks: int | None = (
-        None  # residual blocks; None: 9 at image_size >= 256, else 6 (paper, appendix 7.2)
-    )
+    num_blocks: int | None = None  # residual blocks; None: 9 at image_size >= 256, else 6 (paper, appendix 7.2)
     discriminator_layers: int = 3  # 3 strided layers: 70×70 patches
     norm: Literal["instance", "batch"] = "instance"
     gan_loss: Literal["lsgan", "vanilla"] = "lsgan"
@@ -72,8 +70,16 @@ PRESETS: dict[str, dict[str, object]] = {
     "paper": {},
     # The paper's 128×128 setting (e.g. Cityscapes): 6 residual blocks.
     "128px": {"data.image_size": 128},
-    # A few minutes on a laptop CPU: small images and a short schedule, to see something quickly.
-    "quick": {"data.image_size": 64, "train.steps": 2000, "train.preview_every": 200, "train.log_every": 20},
+    # A few minutes on a laptop CPU: 64 px, half-width networks and a short schedule, to see something quickly.
+    "quick": {
+        "data.image_size": 64,
+        "generator_channels": 32,
+        "discriminator_channels": 32,
+        "train.steps": 600,
+        "train.log_every": 20,
+        "train.preview_every": 100,
+        "train.checkpoint_every": 200,
+    },
 }
 
 DIRECTIONS: dict[str, str] = {"a2b": "G_AB", "b2a": "G_BA"}  # direction -> generator's module name
@@ -106,9 +112,10 @@ def make_data(
     console: Console | None = None,
 ) -> TrainingData:
     folders = unpaired_folders(data, domain_a, domain_b)
-    channels = config.data.channels
-    train_a = scan_domain(folders.train_a, channels, console=console, label="domain A")
-    train_b = scan_domain(folders.train_b, channels, console=console, label="domain B")
+    train_a = scan_domain(folders.train_a, config.data.channels, console=console, label="domain A")
+    train_b = scan_domain(folders.train_b, config.data.channels, console=console, label="domain B")
+    channels = max(train_a.channels, train_b.channels)  # a grayscale domain beside a colour one becomes RGB
+    train_a, train_b = train_a.with_channels(channels), train_b.with_channels(channels)
     # Previews use held-out images when the dataset has them (testA/testB), else the first training images.
     view_a = scan_domain(folders.test_a, channels, console=console) if folders.test_a else train_a
     view_b = scan_domain(folders.test_b, channels, console=console) if folders.test_b else train_b
@@ -123,9 +130,8 @@ def make_data(
         seed=config.train.seed,
     )
     preview = {"A": preview_images(view_a, count, size), "B": preview_images(view_b, count, size)}
-    return TrainingData(
-        dataset=dataset, preview=preview, summary=f"{len(train_a)} A / {len(train_b)} B images"
-    )
+    summary = f"{len(train_a)} A / {len(train_b)} B images, {'grayscale' if channels == 1 else 'RGB'}"
+    return TrainingData(dataset=dataset, preview=preview, summary=summary, channels=channels)
 
 
 class CycleGAN:
@@ -134,8 +140,8 @@ class CycleGAN:
     name = "cyclegan"
 
     def __init__(self, config: CycleGANConfig, engine: Engine) -> None:
-        if config.train.steps < 1:
-            raise ConfigError("train.steps must be resolved before building the recipe")
+        if config.train.steps < 1 or config.data.channels is None:
+            raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
         torch.manual_seed(config.train.seed)  # initial weights depend on the seed alone
         self.G_AB = build_generator(config, "a2b")
@@ -201,12 +207,8 @@ class CycleGAN:
         # Discriminators: real vs a history of fakes; halved so D learns slower than G (paper, section 7.1).
         set_requires_grad([self.D_A, self.D_B], True)
         with self.engine.autocast():
-            loss_D_A = 0.5 * sum(
-                discriminator_loss(c.gan_loss, self.D_A(real_A), self.D_A(self.pool_A.query(fake_A)))
-            )
-            loss_D_B = 0.5 * sum(
-                discriminator_loss(c.gan_loss, self.D_B(real_B), self.D_B(self.pool_B.query(fake_B)))
-            )
+            loss_D_A = 0.5 * sum(discriminator_loss(c.gan_loss, self.D_A(real_A), self.D_A(self.pool_A.query(fake_A))))
+            loss_D_B = 0.5 * sum(discriminator_loss(c.gan_loss, self.D_B(real_B), self.D_B(self.pool_B.query(fake_B))))
         self.engine.optimize(loss_D_A + loss_D_B, self.opt_D)
 
         metrics = {
@@ -246,6 +248,4 @@ class CycleGAN:
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
         for name, pool in (("pool_A", self.pool_A), ("pool_B", self.pool_B)):
             prefix = f"{name}."
-            pool.load_state(
-                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, self.engine.device
-            )
+            pool.load_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, self.engine.device)
