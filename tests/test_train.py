@@ -135,6 +135,23 @@ def test_non_finite_loss_stops_with_step_and_checkpoint(unpaired_data: Path, tmp
     assert checkpoint.latest_checkpoint(tmp_path / "run") == checkpoint.checkpoint_path(tmp_path / "run", 3)
 
 
+def test_sigterm_saves_a_resumable_checkpoint(unpaired_data: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_config(10), unpaired_data, tmp_path / "run")
+    step_fn = trainer.recipe.train_step
+
+    def terminated(batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step; the step still completes
+        return step_fn(batch, step)
+
+    trainer.recipe.train_step = terminated  # type: ignore[method-assign]
+    with pytest.raises(TrainingStopped) as exc:
+        trainer.fit()
+    assert exc.value.interrupted and "SIGTERM" in str(exc.value) and "--resume" in str(exc.value)
+    assert checkpoint.read(checkpoint.latest_checkpoint(tmp_path / "run")).step == 5
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers are restored
+
+
 def test_cli_train_then_resume_with_more_steps(unpaired_data: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "runs"
@@ -152,10 +169,11 @@ def test_cli_train_then_resume_with_more_steps(unpaired_data: Path, tmp_path: Pa
     fresh = runner.invoke(app, args)
     assert fresh.exit_code == 0 and (out / "shapes-2").is_dir()
 
-    # resume needs nothing but the run: data and config come from the checkpoint
-    resumed = runner.invoke(app, ["train", "--out", str(out), "--name", "shapes", "--resume", "--steps", "5"])
+    # resume needs nothing but the run: data and config come from the checkpoint; changes are reported
+    resume = ["train", "--out", str(out), "--name", "shapes", "--resume", "--steps", "5", "--set", "lr=1e-4"]
+    resumed = runner.invoke(app, resume)
     assert resumed.exit_code == 0, resumed.output
-    assert "resuming at step 3" in resumed.output
+    assert "resuming at step 3" in resumed.output and "optim.lr 0.0002 → 0.0001" in resumed.output
     assert checkpoint.latest_checkpoint(run).name == "step_00000005.safetensors"
 
 
@@ -218,23 +236,25 @@ def _train_process(args: list[str]) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group, so the test can signal it like a terminal's Ctrl-C
     )
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_saves_and_resume_matches_uninterrupted_run(unpaired_data: Path, tmp_path: Path) -> None:
+def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(unpaired_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     common = [str(unpaired_data), "--out", str(out), "--steps", "30", *TINY, "--set", "checkpoint_every=1000"]
     straight = _train_process([*common, "--name", "straight"])
     assert straight.wait(timeout=180) == 0, straight.communicate()[0]
 
-    interrupted = _train_process([*common, "--name", "cut", "--set", "log_every=1"])
+    # Ctrl-C reaches the whole process group, DataLoader workers included: only the main process may react.
+    interrupted = _train_process([*common, "--name", "cut", "--set", "log_every=1", "--set", "num_workers=1"])
     metrics = out / "cut" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
         assert time.monotonic() < deadline and interrupted.poll() is None, interrupted.communicate()[0]
         time.sleep(0.05)
-    interrupted.send_signal(signal.SIGTERM)
+    os.killpg(interrupted.pid, signal.SIGINT)
     output = interrupted.communicate(timeout=120)[0]
     assert interrupted.returncode == 130, output
     saved = checkpoint.latest_checkpoint(out / "cut")

@@ -97,6 +97,8 @@ def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tu
         sources = find_images(input_path)
     except ValueError as exc:  # a file that is not an image
         raise ApplyError(str(exc)) from None
+    if not sources:
+        raise ApplyError(f"{input_path}: no images found (png, jpg, jpeg, bmp, webp, tif, tiff, in all sub-folders)")
     jobs, skipped = [], 0
     claimed: dict[Path, Path] = {}
     for source in sources:

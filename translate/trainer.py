@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from translate import checkpoint, datasets
-from translate.config import ConfigError, apply_overrides, from_dict, to_dict
+from translate.config import ConfigError, apply_overrides, describe, from_dict, to_dict
 from translate.data import CounterSampler, DataError, default_num_workers
 from translate.engine import Engine
 from translate.imageio import make_grid, save_image, to_uint8
@@ -120,6 +120,7 @@ class Trainer:
             # Its own generator: creating the iterator would otherwise draw from (and so shift) the global RNG,
             # and a resumed run creates one more iterator than an uninterrupted one.
             generator=torch.Generator().manual_seed(self.config.train.seed),
+            worker_init_fn=_ignore_interrupts,
         )
         return iter(loader)
 
@@ -207,6 +208,12 @@ class Trainer:
                 "Lower the learning rate (--set lr=...) and resume from it, or restart with another --seed.",
                 interrupted=False,
             )
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; workers leave it to the main process, which saves and then stops
+    # them. A worker dying on SIGINT would make the main process fail before it could save.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager
@@ -298,7 +305,9 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     if request.name is not None:
         run_dir = request.out / request.name
     elif request.data is not None:
-        run_dir = _default_run_dir(request.out, Path(request.data).name or "run", request.resume)
+        data_path = Path(request.data).expanduser()
+        stem = data_path.resolve().name if data_path.exists() else request.data
+        run_dir = _default_run_dir(request.out, stem or "run", request.resume)
     elif request.domain_a is not None:
         run_dir = _default_run_dir(request.out, request.domain_a.name, request.resume)
     else:
@@ -310,12 +319,17 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
         if path is None:
             raise DataError(f"{run_dir}: no checkpoint to resume from (checked {run_dir / 'checkpoints'})")
         ckpt = checkpoint.read(path)
-        if request.overrides or request.preset:
-            raise ConfigError("--resume continues a run with its saved config: drop --set/--preset")
+        if request.preset:
+            raise ConfigError("--resume continues a run with its saved config: drop --preset")
         spec = get_recipe(ckpt.recipe)
-        config = from_dict(spec.config_class, ckpt.meta["config"])
-        if request.options.get("train.steps"):
-            config = resolve_steps(config, request.options["train.steps"])
+        saved = from_dict(spec.config_class, ckpt.meta["config"])
+        # Changes on resume (a longer run, a lower learning rate) apply from the resumed step on.
+        config = apply_overrides(saved, {k: v for k, v in request.options.items() if v is not None})
+        config = apply_overrides(config, request.overrides)
+        before = dict(describe(saved))
+        for key, value in describe(config):
+            if value != before[key]:
+                console.print(f"changed on resume: {key} {before[key]} → {value}", highlight=False)
         source = ckpt.meta["info"].get("data", {})
         data_arg = request.data or source.get("data")
         domain_a = request.domain_a or _path(source.get("domain_a"))
