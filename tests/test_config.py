@@ -28,6 +28,7 @@ def test_overrides_parse_by_annotation() -> None:
         ("gan_loss=wgan", "must be one of lsgan, vanilla"),
         ("no_equals_sign", "key=value"),
         ("image_size=8", "at least 16"),
+        ("image_size=20", "too small for a 3-layer PatchGAN"),
         ("image_size=30", "multiple of 4"),
         ("lr=-1", "positive"),
     ],

@@ -160,7 +160,7 @@ def apply(
         except DeviceError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_FAILED) from None
-        err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False)
+        err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False, soft_wrap=True)
         summary = translate_files(jobs, translator, batch_size=batch_size, size=size, console=err)
         summary.skipped = skipped
         for path, reason in summary.failed:
@@ -173,6 +173,7 @@ def apply(
             f"done {summary.done}, skipped {summary.skipped} (already there; --overwrite to redo), "
             f"failed {len(summary.failed)}, {summary.images_per_second:.2f} images/s",
             highlight=False,
+            soft_wrap=True,
         )
         if summary.failed:
             raise typer.Exit(EXIT_FAILED)

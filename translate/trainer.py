@@ -171,7 +171,7 @@ class Trainer:
                     sums[key] = sums[key] + value if key in sums else value.clone()
                 window_steps += 1
                 if done % check_every == 0 or done == total:
-                    self._check_finite(sums, done, window_steps)
+                    self._check_finite(sums, done, window_steps if check_every > 1 else 1)
                 if done % cfg.log_every == 0 or done == total:
                     elapsed = time.perf_counter() - window_start
                     record = {k: float(v) / window_steps for k, v in sums.items()}
@@ -191,8 +191,8 @@ class Trainer:
                     self.save(done)
                 if stopping:
                     raise TrainingStopped(
-                        f"stopped by {self._stop_signal} at step {done}; checkpoint {self._last_saved}. "
-                        "Continue with the same command plus --resume.",
+                        f"stopped by {self._stop_signal} at step {done}; checkpoint {self._last_saved}. Continue "
+                        f"with: translate train --out {self.run_dir.parent} --name {self.run_dir.name} --resume",
                         interrupted=True,
                     )
         assert self._last_saved is not None
@@ -361,9 +361,10 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
         f"{spec.name}: {verb} for {config.train.steps} steps on {data.summary}, {engine.device}, "
         f"{config.data.image_size} px, batch {config.train.batch_size} → {run_dir}",
         highlight=False,
+        soft_wrap=True,
     )
     last = trainer.fit(start)
-    console.print(f"done: {last}", highlight=False)
+    console.print(f"done: {last}", highlight=False, soft_wrap=True)
     return run_dir
 
 

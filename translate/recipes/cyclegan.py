@@ -55,6 +55,12 @@ class CycleGANConfig:
             raise ConfigError(
                 f"image_size must be a multiple of 4 for the ResNet generator, got {self.data.image_size}"
             )
+        smallest = 3 * 2**self.discriminator_layers  # each PatchGAN output needs a 3×3 field after the strides
+        if self.data.image_size < smallest:
+            raise ConfigError(
+                f"image_size {self.data.image_size} is too small for a {self.discriminator_layers}-layer PatchGAN "
+                f"(needs >= {smallest}); use a larger --image-size or --set discriminator_layers=N"
+            )
         if self.lambda_cycle < 0 or self.lambda_identity < 0 or self.pool_size < 0 or self.epochs < 1:
             raise ConfigError("lambda_cycle, lambda_identity and pool_size must be >= 0 and epochs >= 1")
 
