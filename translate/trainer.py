@@ -347,6 +347,7 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     config = complete_config(spec, config, data)
     engine = Engine(request.device)
     recipe = spec.build(config, engine)
+    torch.manual_seed(config.train.seed)  # in-graph randomness (dropout); a resumed run restores its saved state
     info = {"data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)}}
     trainer = Trainer(recipe, data, engine, run_dir, info=info, console=console, progress=request.progress)
     start = trainer.restore(ckpt) if ckpt is not None else 0

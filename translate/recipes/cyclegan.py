@@ -149,14 +149,16 @@ class CycleGAN:
         if config.train.steps < 1 or config.data.channels is None:
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
-        torch.manual_seed(config.train.seed)  # initial weights depend on the seed alone
-        self.G_AB = build_generator(config, "a2b")
-        self.G_BA = build_generator(config, "b2a")
-        self.D_A = self._discriminator()
-        self.D_B = self._discriminator()
-        for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
-            init_weights(net, config.init_gain)
-            engine.prepare(net)
+        # Initial weights depend on the seed alone; the global RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.train.seed)
+            self.G_AB = build_generator(config, "a2b")
+            self.G_BA = build_generator(config, "b2a")
+            self.D_A = self._discriminator()
+            self.D_B = self._discriminator()
+            for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
+                init_weights(net, config.init_gain)
+                engine.prepare(net)
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = torch.optim.Adam(
             itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()), lr=config.optim.lr, betas=betas
@@ -233,13 +235,15 @@ class CycleGAN:
     @torch.no_grad()
     def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
         """Rows of a preview grid: x, G(x), F(G(x)), y, F(y), G(F(y)), each (N, C, H, W)."""
-        self.G_AB.eval(), self.G_BA.eval()
+        self.G_AB.eval()
+        self.G_BA.eval()
         try:
             real_A, real_B = inputs["A"], inputs["B"]
             fake_B, fake_A = self.G_AB(real_A), self.G_BA(real_B)
             return [real_A, fake_B, self.G_BA(fake_B), real_B, fake_A, self.G_AB(fake_A)]
         finally:
-            self.G_AB.train(), self.G_BA.train()
+            self.G_AB.train()
+            self.G_BA.train()
 
     def modules(self) -> dict[str, nn.Module]:
         return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
