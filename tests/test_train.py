@@ -229,7 +229,8 @@ def test_known_dataset_is_downloaded_and_trained_on(server: Server, unpaired_dat
 
 
 def _train_process(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One thread each: the same in every process (bit-identical results need it) and robust on a busy machine.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "translate", "train", *args],
         stdout=subprocess.PIPE,
