@@ -32,19 +32,29 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 def _errors() -> Iterator[None]:
     """Known errors become one readable line on stderr and an exit code, never a traceback."""
     from translate.checkpoint import CheckpointError
-    from translate.config import ConfigError
+    from translate.config import ConfigError, DeviceError
     from translate.data import DataError
     from translate.datasets import DatasetError
     from translate.imageio import ImageDecodeError
     from translate.inference import ApplyError
     from translate.models import ModelError
+    from translate.sampling import SamplingError
 
     try:
         yield
     except ConfigError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
-    except (DataError, DatasetError, ModelError, ApplyError, CheckpointError, ImageDecodeError) as exc:
+    except (
+        DataError,
+        DatasetError,
+        DeviceError,
+        ModelError,
+        ApplyError,
+        CheckpointError,
+        ImageDecodeError,
+        SamplingError,
+    ) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
     except FileNotFoundError as exc:
@@ -75,7 +85,10 @@ def train(
             help="A folder (with trainA/ and trainB/ for cyclegan) or a known dataset name, e.g. horse2zebra."
         ),
     ] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Recipe to train.")] = "cyclegan",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="cyclegan (default for trainA/trainB data), dcgan, wgan-gp or cgan."),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
     image_size: Annotated[int | None, typer.Option(help="Training crop size in px (default 256).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step (default 1).")] = None,
@@ -97,7 +110,6 @@ def train(
 ) -> None:
     """Train a generator on a folder of images or a known dataset."""
     with _errors():
-        from translate.engine import DeviceError
         from translate.trainer import TrainingStopped, TrainRequest
         from translate.trainer import train as run_training
 
@@ -123,9 +135,6 @@ def train(
         )
         try:
             run_training(request, console=err)
-        except DeviceError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_FAILED) from None
         except TrainingStopped as exc:
             err.print(
                 f"[yellow]{exc}[/]" if exc.interrupted else f"[red]error:[/] {exc}",
@@ -149,17 +158,12 @@ def apply(
 ) -> None:
     """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
     with _errors():
-        from translate.engine import DeviceError
         from translate.inference import default_output, plan, translate_files
         from translate.models import load_translator
 
         target = out if out is not None else default_output(input_path, direction)
         jobs, skipped = plan(input_path, target, ext=ext, overwrite=overwrite)
-        try:
-            translator = load_translator(model, direction, device)
-        except DeviceError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_FAILED) from None
+        translator = load_translator(model, direction, device)
         err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False, soft_wrap=True)
         summary = translate_files(jobs, translator, batch_size=batch_size, size=size, console=err)
         summary.skipped = skipped
@@ -177,6 +181,79 @@ def apply(
         )
         if summary.failed:
             raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def sample(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Shipped name, run folder or checkpoint.")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 64,
+    out: Annotated[Path, typer.Option(help="FILE.png for one grid, or DIR/ for one file per sample.")] = Path(
+        "samples.png"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
+    label: Annotated[str | None, typer.Option(help="Class name or index (cgan); default: all classes.")] = None,
+    truncation: Annotated[float | None, typer.Option(help="Redraw latent entries beyond ±T.")] = None,
+    latents: Annotated[Path | None, typer.Option(help="Reuse latents saved with --save-latents (.npy).")] = None,
+    save_latents: Annotated[Path | None, typer.Option(help="Save the latents used to this .npy file.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Draw samples from an image generator (default: the shipped mnist-dcgan)."""
+    with _errors():
+        from translate.models import load_sampler
+        from translate.sampling import run_sample
+
+        sampler = load_sampler(model, device)
+        paths = run_sample(
+            sampler,
+            n=n,
+            out=out,
+            seed=seed,
+            label=label,
+            truncation=truncation,
+            latents_file=latents,
+            save_latents_file=save_latents,
+        )
+        where = paths[0] if len(paths) == 1 else f"{len(paths)} files in {out}"
+        err.print(f"{sampler.description}: wrote {where}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def interpolate(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Shipped name, run folder or checkpoint.")] = None,
+    points: Annotated[int, typer.Option(min=2, help="Random latents to walk through (then back to the first).")] = 4,
+    steps: Annotated[int, typer.Option(min=1, help="Frames between two points.")] = 16,
+    method: Annotated[str, typer.Option(help="slerp (keeps Gaussian norms) or lerp.")] = "slerp",
+    out: Annotated[Path, typer.Option(help="FILE.gif (looping animation) or FILE.png (one row per leg).")] = Path(
+        "interpolation.gif"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
+    latents: Annotated[Path | None, typer.Option(help="Walk through these saved latents (.npy) instead.")] = None,
+    labels: Annotated[str | None, typer.Option(help="cgan: walk between classes, e.g. 3,8 (z fixed).")] = None,
+    label: Annotated[str | None, typer.Option(help="cgan: the class of a latent walk (default: the first).")] = None,
+    arithmetic: Annotated[
+        str | None, typer.Option(help="Latent arithmetic on saved latents: a.npy-b.npy+c.npy.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Walk through latent space (or between classes) and save an animation or a strip."""
+    with _errors():
+        from translate.models import load_sampler
+        from translate.sampling import run_interpolate
+
+        sampler = load_sampler(model, device)
+        run_interpolate(
+            sampler,
+            out=out,
+            points=points,
+            steps=steps,
+            method=method,
+            seed=seed,
+            latents_file=latents,
+            labels=labels,
+            label=label,
+            arithmetic_expression=arithmetic,
+        )
+        err.print(f"{sampler.description}: wrote {out}", highlight=False, soft_wrap=True)
 
 
 @app.command("datasets")

@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used; the message says which and how to fix it."""
 
 
+class DeviceError(RuntimeError):
+    """The requested device cannot be used here."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     image_size: int = 256  # training crop (CycleGAN/pix2pix: 256)

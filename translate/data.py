@@ -202,3 +202,59 @@ def preview_images(domain: Domain, count: int, image_size: int) -> torch.Tensor:
 def default_num_workers() -> int:
     # One process per spare core: the main process runs the model, workers decode and jitter.
     return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def merge_domains(domains: list[Domain], root: Path) -> Domain:
+    """One domain holding the images of several (e.g. one per class), in order, with common channels."""
+    channels = max(d.channels for d in domains)
+    domains = [d.with_channels(channels) for d in domains]
+    cached = all(d.images is not None for d in domains)
+    images = [im for d in domains for im in d.images] if cached else None  # type: ignore[union-attr]
+    return Domain(root=root, paths=[p for d in domains for p in d.paths], images=images, channels=channels)
+
+
+def scan_classes(
+    root: Path, channels: int | None, *, console: Console | None = None
+) -> tuple[Domain, np.ndarray, list[str]]:
+    """A class-per-sub-folder dataset: (all images, their labels (N,) int64, class names in label order)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    folders = [p for p in folders if find_images(p)]
+    if len(folders) < 2:
+        raise DataError(
+            f"{root}: a class-conditional model needs one sub-folder of images per class (at least two), "
+            f"found {len(folders)}"
+        )
+    domains = [scan_domain(folder, channels, console=console, label=f"class {folder.name}") for folder in folders]
+    labels = np.concatenate([np.full(len(d), i, dtype=np.int64) for i, d in enumerate(domains)])
+    return merge_domains(domains, root), labels, [f.name for f in folders]
+
+
+def generation_transform(image_size: int, flip: bool) -> A.Compose:
+    """Scale the shorter side to image_size (area filter when shrinking), centre-crop a square, optional flip."""
+    steps: list[A.BasicTransform] = [
+        A.SmallestMaxSize(image_size, interpolation=cv2.INTER_AREA),
+        A.CenterCrop(image_size, image_size),
+    ]
+    if flip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    return A.Compose(steps)
+
+
+class ImageDataset(Dataset):
+    """Sample `counter` → {"image": (C, S, S) float32 in [-1, 1], "label": int64 (0 when unlabeled)}."""
+
+    def __init__(self, images: Domain, labels: np.ndarray | None, *, image_size: int, flip: bool, seed: int) -> None:
+        self.images, self.labels, self.seed = images, labels, seed
+        self.transform = generation_transform(image_size, flip)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, counter: int) -> dict[str, torch.Tensor]:
+        index = pick(self.seed, 0, counter, len(self.images))
+        self.transform.set_random_seed(sample_seed(self.seed, 1, counter))
+        image = self.transform(image=self.images.image(index))["image"]
+        label = int(self.labels[index]) if self.labels is not None else 0
+        return {"image": torch.from_numpy(to_float(image)), "label": torch.tensor(label, dtype=torch.int64)}

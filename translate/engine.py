@@ -9,11 +9,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from translate.config import DeviceError
+
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
-
-
-class DeviceError(RuntimeError):
-    """The requested device cannot be used here."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -106,7 +106,7 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------------------
     def _loader(self, start_step: int) -> Iterator[dict[str, Tensor]]:
-        batch_size = self.config.train.batch_size
+        batch_size = self.config.train.batch_size * self.recipe.batches_per_step
         workers = self.config.data.num_workers
         workers = default_num_workers() if workers is None else workers
         loader = DataLoader(
@@ -157,6 +157,8 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         window_start, window_steps = time.perf_counter(), 0
         shown = rate = ""
+        if start_step == 0:  # noise, labels, dropout: seeded here; a resumed run has restored its saved RNG state
+            torch.manual_seed(cfg.seed)
         batches = self._loader(start_step)
         with (
             self._signals(),
@@ -242,6 +244,8 @@ def resolve_steps(config: Any, steps: int) -> Any:
 def complete_config(spec: RecipeSpec, config: Any, data: TrainingData) -> Any:
     """Fill what the data decides: image channels, and the recipe's default length when steps is 0."""
     config = replace(config, data=replace(config.data, channels=data.channels))
+    if data.class_names:
+        config = replace(config, class_names=data.class_names)
     if config.train.steps == 0:
         config = resolve_steps(config, spec.default_steps(config, data))
     return config
@@ -252,7 +256,7 @@ class TrainRequest:
     """What `translate train` was asked; every field maps to a command-line option."""
 
     data: str | None = None  # a folder, or a known dataset name
-    model: str = "cyclegan"
+    model: str | None = None  # None: cyclegan when the data has the trainA/trainB layout
     out: Path = Path("runs")
     name: str | None = None
     resume: bool = False
@@ -337,7 +341,7 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     else:
         if checkpoint.list_checkpoints(run_dir):
             raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, or pick another --name")
-        spec = get_recipe(request.model)
+        spec = get_recipe(request.model or _default_model(request))
         config = build_config(spec, request)
         data_arg, domain_a, domain_b = request.data, request.domain_a, request.domain_b
 
@@ -347,7 +351,6 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     config = complete_config(spec, config, data)
     engine = Engine(request.device)
     recipe = spec.build(config, engine)
-    torch.manual_seed(config.train.seed)  # in-graph randomness (dropout); a resumed run restores its saved state
     info = {"data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)}}
     trainer = Trainer(recipe, data, engine, run_dir, info=info, console=console, progress=request.progress)
     start = trainer.restore(ckpt) if ckpt is not None else 0
@@ -367,6 +370,17 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     last = trainer.fit(start)
     console.print(f"done: {last}", highlight=False, soft_wrap=True)
     return run_dir
+
+
+def _default_model(request: TrainRequest) -> str:
+    """cyclegan for an A/B layout (or a known dataset name); otherwise the user must choose."""
+    data = Path(request.data).expanduser() if request.data else None
+    if request.domain_a or request.domain_b or data is None or not data.exists() or (data / "trainA").is_dir():
+        return "cyclegan"
+    raise ConfigError(
+        f"{data} has no trainA/ and trainB/ folders; choose a model: --model cyclegan (with --domain-a/--domain-b), "
+        "dcgan or wgan-gp (a folder of images), cgan (one sub-folder per class)"
+    )
 
 
 def _path(value: str | None) -> Path | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import functools
 
 from translate.config import ConfigError
-from translate.recipes import cyclegan
+from translate.recipes import cgan, cyclegan, dcgan, generation, wgan_gp
 from translate.recipes.base import RecipeSpec
 
 RECIPES: dict[str, RecipeSpec] = {
@@ -19,6 +20,39 @@ RECIPES: dict[str, RecipeSpec] = {
         make_data=cyclegan.make_data,
         default_steps=cyclegan.default_steps,
         presets=cyclegan.PRESETS,
+    ),
+    "dcgan": RecipeSpec(
+        name="dcgan",
+        summary="unconditional generation (Radford et al. 2015)",
+        config_class=dcgan.DCGANConfig,
+        build=dcgan.DCGAN,
+        build_generator=generation.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=generation.make_data,
+        default_steps=generation.default_steps,
+        presets=dcgan.PRESETS,
+    ),
+    "wgan-gp": RecipeSpec(
+        name="wgan-gp",
+        summary="unconditional generation with a gradient-penalised critic (Gulrajani et al. 2017)",
+        config_class=wgan_gp.WGANGPConfig,
+        build=wgan_gp.WGANGP,
+        build_generator=generation.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=generation.make_data,
+        default_steps=generation.default_steps,
+        presets=wgan_gp.PRESETS,
+    ),
+    "cgan": RecipeSpec(
+        name="cgan",
+        summary="class-conditional generation, one sub-folder per class (Mirza & Osindero 2014)",
+        config_class=cgan.CGANConfig,
+        build=cgan.CGAN,
+        build_generator=generation.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=functools.partial(generation.make_data, labeled=True),
+        default_steps=generation.default_steps,
+        presets=cgan.PRESETS,
     ),
 }
 

@@ -17,6 +17,7 @@ class TrainingData:
     preview: dict[str, Tensor]  # fixed held-out inputs for preview grids
     summary: str  # one line for the log, e.g. "1067 A / 1334 B images"
     channels: int  # image channels the data resolved to (1 or 3)
+    class_names: tuple[str, ...] = ()  # class-conditional data: one name per label, in label order
 
 
 class Recipe(Protocol):
@@ -24,6 +25,7 @@ class Recipe(Protocol):
 
     name: str
     config: Any
+    batches_per_step: int  # data batches one train_step consumes (WGAN-GP's critic takes several)
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]: ...
     def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]: ...

@@ -144,6 +144,7 @@ class CycleGAN:
     """Two generators and two discriminators trained with adversarial, cycle and identity losses."""
 
     name = "cyclegan"
+    batches_per_step = 1
 
     def __init__(self, config: CycleGANConfig, engine: Engine) -> None:
         if config.train.steps < 1 or config.data.channels is None:

@@ -1,0 +1,122 @@
+"""DCGAN generator and discriminator (Radford et al. 2015), with optional class conditioning.
+
+Generator: z (N, latent_dim) → a 4×4 map by a transposed convolution, then one stride-2 transposed convolution
+per doubling up to `image_size`, batch norm + ReLU everywhere but the Tanh output layer. Discriminator: one
+stride-2 convolution per halving down to 4×4, LeakyReLU 0.2, no normalisation on the input layer, then a linear
+score. Both follow the paper's rules (no pooling, no hidden fully connected layers).
+
+Conditioning (Mirza & Osindero 2014): the generator concatenates a learned class embedding to z; the
+discriminator is a projection discriminator (Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + embed(y)·φ(x).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+CriticNorm = Literal["batch", "layer", "none"]
+
+
+def _depth(image_size: int) -> int:
+    """Stride-2 layers between 4×4 and image_size (3 for 32 px, 6 for 256 px)."""
+    depth = math.log2(image_size) - 2
+    if image_size < 32 or not depth.is_integer():
+        raise ValueError(f"image_size must be a power of two from 32 up, got {image_size}")
+    return int(depth)
+
+
+class DCGANGenerator(nn.Module):
+    """(N, latent_dim) [+ labels (N,)] → (N, channels, image_size, image_size) in [-1, 1]."""
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        channels: int = 3,
+        image_size: int = 64,
+        *,
+        base_channels: int = 64,
+        num_classes: int = 0,
+        embedding_dim: int = 50,
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        depth = _depth(image_size)
+        width = base_channels * 2 ** (depth - 1)  # 32 px: 256 → 128 → 64 → channels
+        self.embedding = nn.Embedding(num_classes, embedding_dim) if num_classes else None
+        in_dim = latent_dim + (embedding_dim if num_classes else 0)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(in_dim, width, 4, 1, 0, bias=False),  # 1×1 → 4×4
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+        ]
+        for _ in range(depth - 1):
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2)]
+            layers.append(nn.ReLU(True))
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def embed(self, labels: Tensor) -> Tensor:
+        """(N,) class indices → (N, embedding_dim) learned class embeddings."""
+        if self.embedding is None:
+            raise ValueError("this generator is not class-conditional")
+        return self.embedding(labels)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None, *, embedding: Tensor | None = None) -> Tensor:
+        """`labels` (or a ready `embedding`, e.g. a blend of two classes) is required for conditional models."""
+        if self.embedding is not None:
+            if embedding is None:
+                if labels is None:
+                    raise ValueError("a class-conditional generator needs labels")
+                embedding = self.embed(labels)
+            z = torch.cat([z, embedding.to(z.dtype)], dim=1)
+        return self.layers(z[:, :, None, None])
+
+
+def _critic_norm(kind: CriticNorm, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # per-sample normalisation over (C, H, W): WGAN-GP forbids batch norm in the critic
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}: use batch, layer or none")
+
+
+class DCGANDiscriminator(nn.Module):
+    """(N, channels, S, S) [+ labels (N,)] → (N,) logits (or critic scores)."""
+
+    def __init__(
+        self,
+        channels: int = 3,
+        image_size: int = 64,
+        *,
+        base_channels: int = 64,
+        norm: CriticNorm = "batch",
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        depth = _depth(image_size)
+        width = base_channels
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch"), _critic_norm(norm, width * 2)]
+            layers.append(nn.LeakyReLU(0.2, True))
+            width *= 2
+        self.features = nn.Sequential(*layers, nn.Flatten())  # φ(x): (N, width·4·4)
+        self.score = nn.Linear(width * 16, 1)  # ψ, the same as DCGAN's final 4×4 convolution
+        self.projection = nn.Embedding(num_classes, width * 16) if num_classes else None
+        if self.projection is not None:  # start near the unconditional critic; N(0, 1) would swamp ψ
+            nn.init.normal_(self.projection.weight, 0.0, 0.02)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        phi = self.features(x)
+        out = self.score(phi).squeeze(1)
+        if self.projection is not None:
+            if labels is None:
+                raise ValueError("a class-conditional discriminator needs labels")
+            out = out + (self.projection(labels) * phi).sum(dim=1)
+        return out

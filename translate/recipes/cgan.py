@@ -1,0 +1,96 @@
+"""Class-conditional GAN (Mirza & Osindero 2014) with a projection discriminator (Miyato & Koyama 2018).
+
+The generator sees z concatenated with a learned class embedding; the discriminator scores
+ψ(φ(x)) + embed(y)·φ(x). Classes are the data folder's sub-folders, and their names are saved with the model.
+DCGAN networks, initialisation and optimiser; the non-saturating loss by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from translate.config import ConfigError
+from translate.engine import Engine
+from translate.losses import discriminator_loss, generator_loss
+from translate.networks.dcgan import DCGANDiscriminator
+from translate.networks.layers import init_weights, set_requires_grad
+from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
+
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {},
+    "mnist": {"data.image_size": 32, "train.batch_size": 64, "train.steps": 3000},
+}
+
+
+@dataclass(frozen=True)
+class CGANConfig(GeneratorConfig):
+    gan_loss: Literal["vanilla", "hinge"] = "vanilla"
+
+
+class CGAN:
+    """Conditional generator and projection discriminator; each step updates D, then G, on random labels."""
+
+    name = "cgan"
+    batches_per_step = 1
+
+    def __init__(self, config: CGANConfig, engine: Engine) -> None:
+        if config.train.steps < 1 or config.data.channels is None or len(config.class_names) < 2:
+            raise ConfigError("train.steps, data.channels and class_names must be resolved before building")
+        self.config, self.engine = config, engine
+        self.num_classes = len(config.class_names)
+        with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
+            torch.manual_seed(config.train.seed)
+            self.G = build_generator(config)
+            self.D = DCGANDiscriminator(
+                config.data.channels,
+                config.data.image_size,
+                base_channels=config.discriminator_channels,
+                num_classes=self.num_classes,
+            )
+            for net in (self.G, self.D):
+                init_weights(net, config.init_gain)
+                engine.prepare(net)
+        betas = (config.optim.beta1, config.optim.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        c = self.config
+        real, y_real = batch["image"], batch["label"]
+        n = real.shape[0]
+        z = torch.randn(n, c.latent_dim, device=real.device)
+        y_fake = torch.randint(self.num_classes, (n,), device=real.device)
+
+        # D: real images with their labels against generated images with the labels they were asked for.
+        with self.engine.autocast():
+            fake = self.G(z, y_fake)
+            loss_real, loss_fake = discriminator_loss(c.gan_loss, self.D(real, y_real), self.D(fake.detach(), y_fake))
+            loss_D = loss_real + loss_fake
+        self.engine.optimize(loss_D, self.opt_D)
+
+        # G: fool D for the requested class.
+        set_requires_grad([self.D], False)  # gradients through D, not for D's weights
+        with self.engine.autocast():
+            loss_G = generator_loss(c.gan_loss, self.D(fake, y_fake))
+        self.engine.optimize(loss_G, self.opt_G)
+        set_requires_grad([self.D], True)
+        return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+
+    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        return preview_rows(self.G, inputs, conditional=True)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        pass

@@ -1,0 +1,90 @@
+"""DCGAN (Radford, Metz, Chintala 2015, arXiv:1511.06434): unconditional image generation.
+
+The paper's architecture rules and settings: transposed convolutions in G, strided convolutions in D, batch norm
+except on G's output and D's input, ReLU/Tanh in G, LeakyReLU 0.2 in D, weights N(0, 0.02), Adam(2e-4, β1 0.5),
+minibatch 128, z of 100 dimensions; the non-saturating loss (G maximises log D(G(z))).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from translate.config import ConfigError
+from translate.engine import Engine
+from translate.losses import discriminator_loss, generator_loss
+from translate.networks.dcgan import DCGANDiscriminator
+from translate.networks.layers import init_weights, set_requires_grad
+from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
+
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {},  # 64 px, batch 128, as in the paper
+    "mnist": {"data.image_size": 32, "train.batch_size": 64, "train.steps": 3000},
+}
+
+
+@dataclass(frozen=True)
+class DCGANConfig(GeneratorConfig):
+    gan_loss: Literal["vanilla", "lsgan", "hinge"] = "vanilla"
+
+
+class DCGAN:
+    """One generator, one discriminator; each step updates D on real and fake, then G."""
+
+    name = "dcgan"
+    batches_per_step = 1
+
+    def __init__(self, config: DCGANConfig, engine: Engine) -> None:
+        if config.train.steps < 1 or config.data.channels is None:
+            raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
+        self.config, self.engine = config, engine
+        with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
+            torch.manual_seed(config.train.seed)
+            self.G = build_generator(config)
+            self.D = DCGANDiscriminator(
+                config.data.channels, config.data.image_size, base_channels=config.discriminator_channels
+            )
+            for net in (self.G, self.D):
+                init_weights(net, config.init_gain)
+                engine.prepare(net)
+        betas = (config.optim.beta1, config.optim.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        c = self.config
+        real = batch["image"]
+        z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
+
+        # D: maximise log D(x) + log(1 - D(G(z))); real and fake in separate batches (batch norm statistics).
+        with self.engine.autocast():
+            fake = self.G(z)
+            loss_real, loss_fake = discriminator_loss(c.gan_loss, self.D(real), self.D(fake.detach()))
+            loss_D = loss_real + loss_fake
+        self.engine.optimize(loss_D, self.opt_D)
+
+        # G: the non-saturating loss, through the just-updated D.
+        set_requires_grad([self.D], False)  # gradients through D, not for D's weights
+        with self.engine.autocast():
+            loss_G = generator_loss(c.gan_loss, self.D(fake))
+        self.engine.optimize(loss_G, self.opt_G)
+        set_requires_grad([self.D], True)
+        return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+
+    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        return preview_rows(self.G, inputs, conditional=False)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        pass

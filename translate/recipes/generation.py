@@ -1,0 +1,106 @@
+"""What the image-generation recipes (dcgan, wgan-gp, cgan) share: config fields, data, generator, previews."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch import Tensor
+
+from translate.config import ConfigError, DataConfig, OptimConfig, TrainConfig
+from translate.data import DataError, ImageDataset, scan_classes, scan_domain
+from translate.networks.dcgan import DCGANGenerator
+from translate.recipes.base import TrainingData
+
+DIRECTIONS: dict[str, str] = {"generate": "G"}  # the one generator, stored as module "G"
+PREVIEW_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    # DCGAN's jitter-free input: the shorter side scaled to image_size and centre-cropped; no flips by default
+    # (they would mirror digits and text).
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=64, flip=False))
+    optim: OptimConfig = field(default_factory=OptimConfig)  # DCGAN: Adam 2e-4, β1 0.5
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=128))  # DCGAN: minibatch 128
+    latent_dim: int = 100  # DCGAN: z of 100 dimensions
+    generator_channels: int = 64
+    discriminator_channels: int = 64
+    init_gain: float = 0.02  # DCGAN: weights N(0, 0.02)
+    epochs: int = 25  # when train.steps is 0
+    class_names: tuple[str, ...] = ()  # filled from the data's sub-folders by class-conditional recipes
+
+    def __post_init__(self) -> None:
+        size = self.data.image_size
+        if size < 32 or size > 256 or size & (size - 1):
+            raise ConfigError(f"image_size must be a power of two from 32 to 256, got {size}")
+        if self.latent_dim < 1 or self.epochs < 1:
+            raise ConfigError("latent_dim and epochs must be >= 1")
+        object.__setattr__(self, "class_names", tuple(self.class_names))  # JSON gives a list back
+
+
+def build_generator(config: GeneratorConfig, direction: str = "generate") -> DCGANGenerator:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}: a generator has only 'generate'")
+    return DCGANGenerator(
+        config.latent_dim,
+        config.data.channels or 3,
+        config.data.image_size,
+        base_channels=config.generator_channels,
+        num_classes=len(config.class_names),
+    )
+
+
+def default_steps(config: GeneratorConfig, data: TrainingData) -> int:
+    return max(1, config.epochs * len(data.dataset) // config.train.batch_size)
+
+
+def make_data(
+    config: GeneratorConfig,
+    data: Path | None,
+    *,
+    labeled: bool = False,
+    domain_a: Path | None = None,
+    domain_b: Path | None = None,
+    console: Console | None = None,
+) -> TrainingData:
+    """Every image under `data` (recursively), or one class per sub-folder when `labeled`."""
+    if data is None or domain_a is not None or domain_b is not None:
+        raise DataError("give one folder of images (DATA); --domain-a/--domain-b are for translation models")
+    if labeled:
+        images, labels, names = scan_classes(data, config.data.channels, console=console)
+    else:
+        images, labels, names = scan_domain(data, config.data.channels, console=console), None, []
+    dataset = ImageDataset(
+        images, labels, image_size=config.data.image_size, flip=config.data.flip, seed=config.train.seed
+    )
+    kind = "grayscale" if images.channels == 1 else "RGB"
+    summary = f"{len(images)} images in {len(names)} classes" if labeled else f"{len(images)} images"
+    return TrainingData(
+        dataset=dataset,
+        preview=preview_inputs(config.latent_dim, len(names), config.train.seed),
+        summary=f"{summary}, {kind}",
+        channels=images.channels,
+        class_names=tuple(names),
+    )
+
+
+def preview_inputs(latent_dim: int, num_classes: int, seed: int) -> dict[str, Tensor]:
+    """Fixed latents (and labels: each row one class, cycling) so previews show the same samples over time."""
+    generator = torch.Generator().manual_seed(seed + 12345)
+    z = torch.randn(PREVIEW_SAMPLES, latent_dim, generator=generator)
+    labels = torch.arange(PREVIEW_SAMPLES) // 8 % max(num_classes, 1)
+    return {"z": z, "label": labels}
+
+
+def preview_rows(G: torch.nn.Module, inputs: dict[str, Tensor], conditional: bool) -> list[Tensor]:
+    """An 8×8 grid of samples from fixed inputs, in eval mode (batch-norm running statistics)."""
+    G.eval()
+    try:
+        with torch.no_grad():
+            images = G(inputs["z"], inputs["label"] if conditional else None)
+    finally:
+        G.train()
+    return list(images.split(8))

@@ -1,0 +1,128 @@
+"""WGAN-GP (Gulrajani et al. 2017, arXiv:1704.00028), and the original WGAN's weight clipping (Arjovsky 2017).
+
+The critic has no sigmoid and no batch norm (layer norm here); loss E[D(G(z))] − E[D(x)] plus
+λ·E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂, λ = 10, computed in fp32; n_critic = 5 critic updates per
+generator update; Adam(1e-4, β = (0, 0.9)). With `constraint=clip`: weights clipped to ±0.01 and RMSProp, as in
+the original WGAN (the `clip` preset also sets its learning rate, 5e-5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from translate.config import ConfigError, OptimConfig
+from translate.engine import Engine
+from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
+from translate.networks.layers import init_weights, set_requires_grad
+from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
+
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {},
+    "mnist": {"data.image_size": 32, "train.steps": 2000},
+    "clip": {"constraint": "clip", "optim.lr": 5e-5},
+}
+
+
+@dataclass(frozen=True)
+class WGANGPConfig(GeneratorConfig):
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.0, beta2=0.9))
+    n_critic: int = 5
+    lambda_gp: float = 10.0
+    critic_norm: CriticNorm = "layer"
+    constraint: Literal["gp", "clip"] = "gp"
+    clip_value: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_critic < 1 or self.lambda_gp < 0 or self.clip_value <= 0:
+            raise ConfigError("n_critic must be >= 1, lambda_gp >= 0 and clip_value > 0")
+        if self.constraint == "gp" and self.critic_norm == "batch":
+            raise ConfigError("the gradient penalty is per sample: use critic_norm=layer or none, not batch")
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """E[(‖∇_x̂ D(x̂)‖₂ − 1)²], x̂ = εx + (1 − ε)x̃ with ε ~ U[0, 1] per sample; always in fp32."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)
+    with torch.autocast(real.device.type, enabled=False):
+        scores = critic(mixed)
+    (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+class WGANGP:
+    """Generator and critic; one train_step = n_critic critic updates (one data batch each) + one G update."""
+
+    name = "wgan-gp"
+
+    def __init__(self, config: WGANGPConfig, engine: Engine) -> None:
+        if config.train.steps < 1 or config.data.channels is None:
+            raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
+        self.config, self.engine = config, engine
+        self.batches_per_step = config.n_critic
+        with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
+            torch.manual_seed(config.train.seed)
+            self.G = build_generator(config)
+            self.D = DCGANDiscriminator(
+                config.data.channels,
+                config.data.image_size,
+                base_channels=config.discriminator_channels,
+                norm=config.critic_norm,
+            )
+            for net in (self.G, self.D):
+                init_weights(net, config.init_gain)
+                engine.prepare(net)
+        o = config.optim
+        if config.constraint == "clip":
+            self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=o.lr)
+            self.opt_D = torch.optim.RMSprop(self.D.parameters(), lr=o.lr)
+        else:
+            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        c = self.config
+        for real in batch["image"].chunk(c.n_critic):  # the loader delivers n_critic batches at once
+            z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
+            with self.engine.autocast():
+                fake = self.G(z).detach()
+                wasserstein = self.D(real).mean() - self.D(fake).mean()  # estimate of W(P_r, P_g)
+            loss_D = -wasserstein
+            if c.constraint == "gp":
+                penalty = gradient_penalty(self.D, real, fake)
+                loss_D = loss_D + c.lambda_gp * penalty
+            self.engine.optimize(loss_D, self.opt_D)
+            if c.constraint == "clip":
+                with torch.no_grad():
+                    for p in self.D.parameters():
+                        p.clamp_(-c.clip_value, c.clip_value)
+
+        z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
+        set_requires_grad([self.D], False)  # G's step needs gradients through D, not for D's weights
+        with self.engine.autocast():
+            loss_G = -self.D(self.G(z)).mean()
+        self.engine.optimize(loss_G, self.opt_G)
+        set_requires_grad([self.D], True)
+        metrics = {"G": loss_G.detach(), "D": loss_D.detach(), "W": wasserstein.detach()}
+        if c.constraint == "gp":
+            metrics["GP"] = penalty.detach()
+        return metrics
+
+    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        return preview_rows(self.G, inputs, conditional=False)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        pass
