@@ -7,7 +7,7 @@ Trains on DATA/train/<digit>/*.png and reports the accuracy on DATA/heldout/<dig
 by scripts/mnist_folders.py; digit folders "0".."9"). Images are resized to 32x32 (PIL bicubic) and scaled to
 [-1, 1] as x / 127.5 - 1, as the generators' outputs are, with light random affine jitter (shift up to 2 px,
 rotation up to 10 degrees, scale 0.9-1.1) while training. Adam with a one-cycle schedule, on the CPU with 2
-threads (OpenMP waiting passively, see below): about a minute on 2 shared cores for the default 12 epochs. The
+threads (OpenMP waiting passively, see below): 100 s on 2 cores shared with other jobs for the default 12 epochs. The
 weights go to OUT with ``safetensors.torch.save_file``; the metadata holds ``heldout_accuracy`` and the
 ``command``. Exits with status 1 when the held-out accuracy is below ``--min-accuracy`` (the file is written
 anyway).

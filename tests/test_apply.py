@@ -337,15 +337,35 @@ def test_ext_changes_the_output_format(tmp_path: Path, model_file: Path) -> None
         assert written.format == "PNG" and written.size == (20, 16)
 
 
-def test_single_file_input_goes_to_a_sibling_folder(tmp_path: Path, model_file: Path) -> None:
+def test_single_file_input_goes_to_a_sibling_file_or_the_named_file(tmp_path: Path, model_file: Path) -> None:
     source = _write(tmp_path / "cat.jpg", 20, 28)
 
     result = _apply(source, "--model", model_file)
 
     assert result.exit_code == 0, result.output
-    assert _files(tmp_path) == {"cat.jpg", "cat_a2b/cat.jpg"}
-    with Image.open(tmp_path / "cat_a2b" / "cat.jpg") as written:
+    assert _files(tmp_path) == {"cat.jpg", "cat_a2b.jpg"}
+    with Image.open(tmp_path / "cat_a2b.jpg") as written:
         assert written.format == "JPEG" and written.size == (20, 28)
+
+    named = tmp_path / "elsewhere" / "zebra.png"
+    result = _apply(source, "--model", model_file, "--out", named)
+    assert result.exit_code == 0, result.output
+    with Image.open(named) as written:
+        assert written.format == "PNG" and written.size == (20, 28)
+
+
+def test_tiny_and_thin_images_are_translated(tmp_path: Path, model_file: Path) -> None:
+    photos = tmp_path / "tiny"
+    sizes = {"dot.png": (1, 1), "three.png": (3, 3), "strip.png": (1, 50), "bar.png": (50, 2)}
+    for name, (w, h) in sizes.items():
+        _write(photos / name, w, h)
+
+    result = _apply(photos, "--model", model_file)
+
+    assert result.exit_code == 0, result.output
+    for name, size in sizes.items():
+        with Image.open(tmp_path / "tiny_a2b" / name) as written:
+            assert written.size == size
 
 
 def test_input_that_is_not_an_image_is_a_clean_error(tmp_path: Path, model_file: Path) -> None:

@@ -242,20 +242,24 @@ def _train_process(args: list[str]) -> subprocess.Popen:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(unpaired_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_group_signal_saves_and_resume_matches_uninterrupted_run(
+    unpaired_data: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
     out = tmp_path / "runs"
     common = [str(unpaired_data), "--out", str(out), "--steps", "30", *TINY, "--set", "checkpoint_every=1000"]
     straight = _train_process([*common, "--name", "straight"])
     assert straight.wait(timeout=180) == 0, straight.communicate()[0]
 
-    # Ctrl-C reaches the whole process group, DataLoader workers included: only the main process may react.
+    # Ctrl-C, `timeout` and service managers signal the whole process group, DataLoader workers included: only
+    # the main process may react.
     interrupted = _train_process([*common, "--name", "cut", "--set", "log_every=1", "--set", "num_workers=1"])
     metrics = out / "cut" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
         assert time.monotonic() < deadline and interrupted.poll() is None, interrupted.communicate()[0]
         time.sleep(0.05)
-    os.killpg(interrupted.pid, signal.SIGINT)
+    os.killpg(interrupted.pid, signum)
     output = interrupted.communicate(timeout=120)[0]
     assert interrupted.returncode == 130, output
     saved = checkpoint.latest_checkpoint(out / "cut")

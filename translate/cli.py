@@ -5,6 +5,7 @@ Heavy imports (torch) happen inside the commands, so `translate --help` and the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from translate import __version__
 
 app = typer.Typer(
     name="translate",
-    help="Train, export and deploy GAN generators: CycleGAN, pix2pix, conditional GAN, DCGAN and WGAN-GP.",
+    help="Train and deploy GAN generators: CycleGAN translators; DCGAN, WGAN-GP and class-conditional generators.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -57,8 +58,20 @@ def _errors() -> Iterator[None]:
     ) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, PermissionError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        # Anything unforeseen still ends in one line; TRANSLATE_DEBUG=1 shows the traceback for a bug report.
+        if os.environ.get("TRANSLATE_DEBUG"):
+            raise
+        err.print(
+            f"[red]error:[/] {type(exc).__name__}: {exc} (set TRANSLATE_DEBUG=1 to see the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -74,7 +87,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Train, export and deploy GAN generators."""
+    """Train and deploy GAN generators."""
 
 
 @app.command()
@@ -90,8 +103,8 @@ def train(
         typer.Option("--model", "-m", help="cyclegan (default for trainA/trainB data), dcgan, wgan-gp or cgan."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Training crop size in px (default 256).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step (default 1).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Training size in px (cyclegan 256, generators 64).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step (cyclegan 1, generators 128).")] = None,
     out: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(help="Run name (default: the data folder's name).")] = None,
     resume: Annotated[
@@ -99,7 +112,12 @@ def train(
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Seed for weights, data order and jitter (default 0).")] = None,
-    preset: Annotated[str | None, typer.Option(help="Named settings of the recipe, e.g. quick, 128px, paper.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Named settings: cyclegan quick|128px|paper; dcgan, cgan paper|mnist; wgan-gp paper|mnist|clip."
+        ),
+    ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
     domain_a: Annotated[Path | None, typer.Option(help="Folder of domain A images (instead of DATA).")] = None,
     domain_b: Annotated[Path | None, typer.Option(help="Folder of domain B images (instead of DATA).")] = None,
@@ -148,11 +166,16 @@ def train(
 def apply(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image or a folder (walked recursively).")],
     model: Annotated[str, typer.Option("--model", "-m", help="A run folder or a checkpoint file.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: INPUT_<direction> beside INPUT).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder, or file for one image (default: INPUT_<direction> beside INPUT)."),
+    ] = None,
     direction: Annotated[str, typer.Option(help="a2b or b2a for two-way models.")] = "a2b",
     batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    size: Annotated[int | None, typer.Option(min=8, help="Resize so the shorter side is SIZE px first.")] = None,
+    size: Annotated[
+        int | None, typer.Option(min=8, help="Work (and write) at this size: the shorter side scaled to SIZE px.")
+    ] = None,
     ext: Annotated[str | None, typer.Option(help="Output format, e.g. png (default: the input's).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
 ) -> None:

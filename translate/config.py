@@ -173,7 +173,10 @@ def apply_overrides(config: C, overrides: dict[str, Any] | list[str]) -> C:
         elif key in by_leaf:
             raise ConfigError(f"{key!r} is ambiguous: use one of {', '.join(by_leaf[key])}")
         else:
-            hints = difflib.get_close_matches(key, list(paths) + list(by_leaf), n=3)
+            hints = difflib.get_close_matches(key, list(dict.fromkeys([*paths, *by_leaf])), n=3)
+            hints = list(
+                dict.fromkeys(h.rsplit(".", 1)[-1] if len(by_leaf[h.rsplit(".", 1)[-1]]) == 1 else h for h in hints)
+            )
             suggestion = f" (did you mean {', '.join(hints)}?)" if hints else ""
             raise ConfigError(f"unknown config key {key!r}{suggestion}")
         if is_text:

@@ -387,8 +387,9 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(planes, axis=2)
 
 
-def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad ``(N, C, H, W)`` images on the bottom/right so H and W become multiples of ``multiple``.
+def pad_to_multiple(images: np.ndarray, multiple: int, minimum: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad ``(N, C, H, W)`` images on the bottom/right so H and W become multiples of ``multiple``
+    (and at least ``minimum``).
 
     Uses reflection padding (no hard edge for the network to react to); an axis shorter than its pad falls
     back to symmetric padding, so even 1x1 images work. Returns ``(padded, (H, W))``; crop the result back
@@ -400,7 +401,7 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> tuple[np.ndarray, tupl
     if images.ndim < 2:
         raise ValueError(f"pad_to_multiple expects (..., H, W), got shape {images.shape}")
     h, w = images.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
+    pad_h, pad_w = (max(size, minimum) + (-max(size, minimum) % multiple) - size for size in (h, w))
     padded = images
     # Pad each axis separately so only the too-short axis loses exact reflection.
     for axis, size, pad in ((-2, h, pad_h), (-1, w, pad_w)):

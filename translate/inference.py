@@ -40,6 +40,7 @@ from translate.imageio import (
     to_uint8,
 )
 
+MIN_SIDE = 16  # smaller images are padded up to this before the network, then cropped back
 # At most this many pixels go through the network at once, so a batch of large photos cannot exhaust memory.
 PIXELS_PER_BATCH = 4 * 512 * 512
 
@@ -75,10 +76,11 @@ class Job:
 
 
 def default_output(input_path: Path, suffix: str) -> Path:
-    """A new sibling of the input: photos/ -> photos_a2b/, cat.jpg -> cat_a2b/."""
+    """A new sibling of the input: photos/ -> photos_a2b/, cat.jpg -> cat_a2b.jpg."""
     input_path = input_path.resolve()
-    base = input_path.stem if input_path.is_file() else input_path.name
-    return input_path.with_name(f"{base}_{suffix}")
+    if input_path.is_file():
+        return input_path.with_name(f"{input_path.stem}_{suffix}{input_path.suffix}")
+    return input_path.with_name(f"{input_path.name}_{suffix}")
 
 
 def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tuple[list[Job], int]:
@@ -101,9 +103,11 @@ def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tu
         raise ApplyError(f"{input_path}: no images found (png, jpg, jpeg, bmp, webp, tif, tiff, in all sub-folders)")
     jobs, skipped = [], 0
     claimed: dict[Path, Path] = {}
+    # A single image with an image-named --out is written to exactly that file.
+    single_file = root.is_file() and out.suffix.lower() in IMAGE_EXTENSIONS
     for source in sources:
         relative = source.relative_to(input_path) if root.is_dir() else Path(source.name)
-        target = out / relative
+        target = out if single_file else out / relative
         if ext is not None:
             target = target.with_suffix(ext)
         if target.resolve() == source.resolve():
@@ -160,7 +164,9 @@ def _decode(batch: list[Job], channels: int, size: int | None) -> list[tuple[Job
 
 def run_model(translator: Translator, images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, C) -> uint8 (N, H, W, C): normalise, pad to the stride, translate, crop, convert back."""
-    batch, (h, w) = pad_to_multiple(to_float(images), translator.stride)
+    # Tiny images are padded up too: the network's own reflection padding needs a few pixels after downsampling.
+    minimum = max(MIN_SIDE, 2 * translator.stride)
+    batch, (h, w) = pad_to_multiple(to_float(images), translator.stride, minimum)
     return to_uint8(translator(batch)[..., :h, :w])
 
 
@@ -195,8 +201,12 @@ def translate_files(
             good = [(job, image) for job, image in decoded if isinstance(image, np.ndarray)]
             summary.failed += [(job.source, error) for job, error in decoded if isinstance(error, str)]
             if good:
-                outputs = run_model(translator, np.stack([image for _, image in good]))
-                for (job, _), output in zip(good, outputs, strict=True):
+                try:
+                    outputs = run_model(translator, np.stack([image for _, image in good]))
+                except (RuntimeError, ValueError, MemoryError) as exc:  # one bad batch must not end the whole run
+                    summary.failed += [(job.source, f"{job.source}: the model failed: {exc}") for job, _ in good]
+                    outputs = []
+                for (job, _), output in zip(good, outputs, strict=False):
                     writes.append((job, writers.submit(save_image, job.target, output)))
             bar.advance(task, len(decoded))
         for job, future in writes:

@@ -132,7 +132,8 @@ class Trainer:
             if self._stop_signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._stop_signal = signal.Signals(signum).name
-            self.console.print(f"\n{self._stop_signal}: saving a checkpoint after this step (Ctrl-C again to abort)")
+            again = " (Ctrl-C again to abort)" if signum == signal.SIGINT else ""
+            self.console.print(f"\n{self._stop_signal}: saving a checkpoint after this step{again}")
 
         previous = {}
         try:
@@ -213,9 +214,11 @@ class Trainer:
 
 
 def _ignore_interrupts(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; workers leave it to the main process, which saves and then stops
-    # them. A worker dying on SIGINT would make the main process fail before it could save.
+    # Ctrl-C (and `timeout`, systemd, batch schedulers with SIGTERM) signal the whole process group; workers leave
+    # it to the main process, which saves and then stops them. A worker dying first would make the main process
+    # fail before it could save.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @contextmanager

