@@ -117,14 +117,17 @@ def test_one_step_updates_both_networks(name: str, digits: Path) -> None:
     assert all(p.requires_grad for p in recipe.D.parameters())  # D is unfrozen again after G's step
 
 
-def test_wgan_critic_runs_n_critic_times_per_step(digits: Path) -> None:
-    recipe, training, _ = _recipe("wgan-gp", digits)
+@pytest.mark.parametrize(
+    ("name", "order"), [("dcgan", ["D", "G"]), ("cgan", ["D", "G"]), ("wgan-gp", ["D"] * 5 + ["G"])]
+)
+def test_update_order_follows_the_paper(name: str, order: list[str], digits: Path) -> None:
+    recipe, training, _ = _recipe(name, digits)
     calls = []
     recipe.opt_D.register_step_post_hook(lambda *args: calls.append("D"))
     recipe.opt_G.register_step_post_hook(lambda *args: calls.append("G"))
     loader = torch.utils.data.DataLoader(training.dataset, batch_size=4 * recipe.batches_per_step)
     recipe.train_step(next(iter(loader)), 0)
-    assert calls == ["D"] * 5 + ["G"]
+    assert calls == order
 
 
 def test_cgan_saves_class_names_and_resumes_exactly(digits: Path, tmp_path: Path) -> None:
@@ -163,7 +166,9 @@ def test_cli_train_sample_interpolate(name: str, digits: Path, tmp_path: Path) -
     grid = tmp_path / "grid.png"
     result = runner.invoke(app, ["sample", "--model", str(run), "--n", "6", "--out", str(grid), "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert Image.open(grid).size == (3 * 32 + 4 * 2, 2 * 32 + 3 * 2)  # near-square: 3 columns, 2 rows
+    # near-square (3 columns, 2 rows); a cgan grid has one row per class (3 classes: 3 rows of 2)
+    columns, rows = (2, 3) if name == "cgan" else (3, 2)
+    assert Image.open(grid).size == (columns * 32 + (columns + 1) * 2, rows * 32 + (rows + 1) * 2)
 
     gif = tmp_path / "walk.gif"
     result = runner.invoke(

@@ -186,7 +186,8 @@ def test_cli_train_then_resume_with_more_steps(unpaired_data: Path, tmp_path: Pa
         (["train", "{data}", "--set", "lr=fast"], 2, "expects float"),
         (["train", "{data}", "--model", "cyclgan"], 2, "cyclegan"),
         (["train", "{data}", "--preset", "huge"], 2, "quick"),
-        (["train", "{empty}"], 1, "trainA"),
+        (["train", "{empty}"], 2, "trainA"),
+        (["train", "{empty}", "--model", "cyclegan"], 1, "trainA"),
         (["train", "--resume", "--name", "nothing"], 1, "no checkpoint"),
     ],
 )

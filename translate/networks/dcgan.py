@@ -5,8 +5,11 @@ per doubling up to `image_size`, batch norm + ReLU everywhere but the Tanh outpu
 stride-2 convolution per halving down to 4×4, LeakyReLU 0.2, no normalisation on the input layer, then a linear
 score. Both follow the paper's rules (no pooling, no hidden fully connected layers).
 
-Conditioning (Mirza & Osindero 2014): the generator concatenates a learned class embedding to z; the
-discriminator is a projection discriminator (Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + embed(y)·φ(x).
+Conditioning (Mirza & Osindero 2014): the generator's input is z multiplied elementwise by a learned class
+embedding. Concatenating the embedding instead let the generator ignore z and draw one image per class (measured:
+per-pixel spread across z fell to 0.03 against 0.33 for the unconditional model); the product keeps every class
+a function of z. The discriminator is a projection discriminator (Miyato & Koyama 2018):
+D(x, y) = ψ(φ(x)) + embed(y)·φ(x).
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
-CriticNorm = Literal["batch", "layer", "none"]
+CriticNorm = Literal["batch", "layer", "spectral", "none"]
 
 
 def _depth(image_size: int) -> int:
@@ -39,14 +41,13 @@ class DCGANGenerator(nn.Module):
         *,
         base_channels: int = 64,
         num_classes: int = 0,
-        embedding_dim: int = 50,
     ) -> None:
         super().__init__()
         self.latent_dim, self.num_classes = latent_dim, num_classes
         depth = _depth(image_size)
         width = base_channels * 2 ** (depth - 1)  # 32 px: 256 → 128 → 64 → channels
-        self.embedding = nn.Embedding(num_classes, embedding_dim) if num_classes else None
-        in_dim = latent_dim + (embedding_dim if num_classes else 0)
+        self.embedding = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        in_dim = latent_dim
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(in_dim, width, 4, 1, 0, bias=False),  # 1×1 → 4×4
             nn.BatchNorm2d(width),
@@ -60,7 +61,7 @@ class DCGANGenerator(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def embed(self, labels: Tensor) -> Tensor:
-        """(N,) class indices → (N, embedding_dim) learned class embeddings."""
+        """(N,) class indices → (N, latent_dim) learned class embeddings (per-class gains on z)."""
         if self.embedding is None:
             raise ValueError("this generator is not class-conditional")
         return self.embedding(labels)
@@ -72,7 +73,7 @@ class DCGANGenerator(nn.Module):
                 if labels is None:
                     raise ValueError("a class-conditional generator needs labels")
                 embedding = self.embed(labels)
-            z = torch.cat([z, embedding.to(z.dtype)], dim=1)
+            z = z * embedding.to(z.dtype)  # (N, latent_dim): the class gates every latent dimension
         return self.layers(z[:, :, None, None])
 
 
@@ -81,9 +82,9 @@ def _critic_norm(kind: CriticNorm, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "layer":  # per-sample normalisation over (C, H, W): WGAN-GP forbids batch norm in the critic
         return nn.GroupNorm(1, channels)
-    if kind == "none":
+    if kind in ("none", "spectral"):  # spectral normalisation acts on the weights instead (see below)
         return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}: use batch, layer or none")
+    raise ValueError(f"unknown norm {kind!r}: use batch, layer, spectral or none")
 
 
 class DCGANDiscriminator(nn.Module):
@@ -111,6 +112,12 @@ class DCGANDiscriminator(nn.Module):
         self.projection = nn.Embedding(num_classes, width * 16) if num_classes else None
         if self.projection is not None:  # start near the unconditional critic; N(0, 1) would swamp ψ
             nn.init.normal_(self.projection.weight, 0.0, 0.02)
+        if norm == "spectral":
+            # Spectral normalisation (Miyato et al. 2018) of every layer bounds D's Lipschitz constant; it is the
+            # projection discriminator's own setting and, unlike batch norm, does not mix the samples of a batch.
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                    nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         phi = self.features(x)

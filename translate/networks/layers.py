@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 Norm = Literal["instance", "batch", "none"]
 
@@ -34,7 +35,9 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """N(0, gain) for conv/linear weights, N(1, gain) for norm scales, zeros for biases (DCGAN, CycleGAN)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, gain)
+            # A spectrally normalised layer computes `weight` from `original`: initialise the stored tensor.
+            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            nn.init.normal_(weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)):

@@ -1,8 +1,9 @@
 """Class-conditional GAN (Mirza & Osindero 2014) with a projection discriminator (Miyato & Koyama 2018).
 
-The generator sees z concatenated with a learned class embedding; the discriminator scores
-ψ(φ(x)) + embed(y)·φ(x). Classes are the data folder's sub-folders, and their names are saved with the model.
-DCGAN networks, initialisation and optimiser; the non-saturating loss by default.
+The generator sees z gated by a learned class embedding (z ⊙ embed(y)); the discriminator scores
+ψ(φ(x)) + embed(y)·φ(x) with spectral normalisation and the hinge loss, the projection discriminator's own
+setting. Classes are the data folder's sub-folders, and their names are saved with the model. DCGAN networks,
+initialisation and optimiser otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from translate.config import ConfigError
 from translate.engine import Engine
 from translate.losses import discriminator_loss, generator_loss
-from translate.networks.dcgan import DCGANDiscriminator
+from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
 from translate.networks.layers import init_weights, set_requires_grad
 from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
 
@@ -28,7 +29,9 @@ PRESETS: dict[str, dict[str, object]] = {
 
 @dataclass(frozen=True)
 class CGANConfig(GeneratorConfig):
-    gan_loss: Literal["vanilla", "hinge"] = "vanilla"
+    # The projection discriminator's setting (Miyato & Koyama 2018): hinge loss and spectral normalisation.
+    gan_loss: Literal["vanilla", "hinge"] = "hinge"
+    discriminator_norm: CriticNorm = "spectral"
 
 
 class CGAN:
@@ -49,6 +52,7 @@ class CGAN:
                 config.data.channels,
                 config.data.image_size,
                 base_channels=config.discriminator_channels,
+                norm=config.discriminator_norm,
                 num_classes=self.num_classes,
             )
             for net in (self.G, self.D):

@@ -1,0 +1,50 @@
+"""The generators shipped in pretrained/: manifest integrity and that they work with no arguments."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from translate.cli import app
+from translate.models import load_sampler, pretrained_dir, shipped_models
+
+
+def test_manifest_matches_the_files() -> None:
+    manifest = json.loads((pretrained_dir() / "manifest.json").read_text())
+    assert {m["name"] for m in manifest["models"]} >= {"mnist-dcgan", "mnist-cgan"}
+    for entry in manifest["models"]:
+        path = pretrained_dir() / entry["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["name"]
+        assert path.stat().st_size <= 8 * 1024 * 1024
+        assert {"recipe", "data", "steps", "command", "seed"} <= set(entry)
+
+
+@pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cgan"])
+def test_shipped_generators_load_and_are_deterministic(name: str) -> None:
+    sampler = load_sampler(name, "cpu")
+    assert (sampler.channels, sampler.image_size, sampler.latent_dim) == (1, 32, 100)
+    z = np.random.default_rng(0).standard_normal((4, 100), dtype=np.float32)
+    labels = np.arange(4, dtype=np.int64) if sampler.num_classes else None
+    a, b = sampler(z, labels), sampler(z, labels)
+    assert a.shape == (4, 1, 32, 32) and np.array_equal(a, b)
+    assert a.min() >= -1 and a.max() <= 1 and a.std() > 0.1  # not a blank page
+    if name == "mnist-cgan":
+        assert sampler.class_names == [str(d) for d in range(10)]
+
+
+def test_sample_and_interpolate_work_with_no_model_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["sample", "--n", "64"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "samples.png").size == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2)
+    result = runner.invoke(app, ["interpolate", "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "interpolation.gif").n_frames == 12
+    assert "mnist-dcgan" in shipped_models()
