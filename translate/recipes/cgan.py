@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from translate.config import ConfigError
 from translate.engine import Engine
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
 from translate.networks.layers import init_weights, set_requires_grad
-from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
+from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_generator
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},
@@ -34,10 +34,11 @@ class CGANConfig(GeneratorConfig):
     discriminator_norm: CriticNorm = "spectral"
 
 
-class CGAN:
+class CGAN(GeneratorRecipe):
     """Conditional generator and projection discriminator; each step updates D, then G, on random labels."""
 
     name = "cgan"
+    conditional = True
     batches_per_step = 1
 
     def __init__(self, config: CGANConfig, engine: Engine) -> None:
@@ -83,18 +84,3 @@ class CGAN:
         self.engine.optimize(loss_G, self.opt_G)
         set_requires_grad([self.D], True)
         return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
-
-    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
-        return preview_rows(self.G, inputs, conditional=True)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
-
-    def extra_state(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        pass

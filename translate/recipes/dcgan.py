@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from translate.config import ConfigError
 from translate.engine import Engine
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import DCGANDiscriminator
 from translate.networks.layers import init_weights, set_requires_grad
-from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
+from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_generator
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},  # 64 px, batch 128, as in the paper
@@ -31,7 +31,7 @@ class DCGANConfig(GeneratorConfig):
     gan_loss: Literal["vanilla", "lsgan", "hinge"] = "vanilla"
 
 
-class DCGAN:
+class DCGAN(GeneratorRecipe):
     """One generator, one discriminator; each step updates D on real and fake, then G."""
 
     name = "dcgan"
@@ -73,18 +73,3 @@ class DCGAN:
         self.engine.optimize(loss_G, self.opt_G)
         set_requires_grad([self.D], True)
         return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
-
-    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
-        return preview_rows(self.G, inputs, conditional=False)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
-
-    def extra_state(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        pass

@@ -104,3 +104,28 @@ def preview_rows(G: torch.nn.Module, inputs: dict[str, Tensor], conditional: boo
     finally:
         G.train()
     return list(images.split(8))
+
+
+class GeneratorRecipe:
+    """What a generation recipe exposes besides its train_step: networks G and D, their optimisers, previews."""
+
+    G: DCGANGenerator
+    D: torch.nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    conditional = False
+
+    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+        return preview_rows(self.G, inputs, self.conditional)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        """Nothing beyond networks, optimisers and RNG: the trainer restores those."""

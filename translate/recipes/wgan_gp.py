@@ -18,7 +18,7 @@ from translate.config import ConfigError, OptimConfig
 from translate.engine import Engine
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
 from translate.networks.layers import init_weights, set_requires_grad
-from translate.recipes.generation import GeneratorConfig, build_generator, preview_rows
+from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_generator
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},
@@ -54,7 +54,7 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
-class WGANGP:
+class WGANGP(GeneratorRecipe):
     """Generator and critic; one train_step = n_critic critic updates (one data batch each) + one G update."""
 
     name = "wgan-gp"
@@ -111,18 +111,3 @@ class WGANGP:
         if c.constraint == "gp":
             metrics["GP"] = penalty.detach()
         return metrics
-
-    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
-        return preview_rows(self.G, inputs, conditional=False)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
-
-    def extra_state(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        pass
