@@ -18,8 +18,8 @@ from translate.config import ConfigError
 from translate.engine import Engine
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
-from translate.networks.layers import init_weights, set_requires_grad
-from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_generator
+from translate.networks.layers import set_requires_grad
+from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},
@@ -46,19 +46,17 @@ class CGAN(GeneratorRecipe):
             raise ConfigError("train.steps, data.channels and class_names must be resolved before building")
         self.config, self.engine = config, engine
         self.num_classes = len(config.class_names)
-        with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
-            torch.manual_seed(config.train.seed)
-            self.G = build_generator(config)
-            self.D = DCGANDiscriminator(
+        self.G, self.D = build_networks(
+            config,
+            engine,
+            lambda: DCGANDiscriminator(
                 config.data.channels,
                 config.data.image_size,
                 base_channels=config.discriminator_channels,
                 norm=config.discriminator_norm,
                 num_classes=self.num_classes,
-            )
-            for net in (self.G, self.D):
-                init_weights(net, config.init_gain)
-                engine.prepare(net)
+            ),
+        )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.optim.lr, betas=betas)

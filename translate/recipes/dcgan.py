@@ -17,8 +17,8 @@ from translate.config import ConfigError
 from translate.engine import Engine
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import DCGANDiscriminator
-from translate.networks.layers import init_weights, set_requires_grad
-from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_generator
+from translate.networks.layers import set_requires_grad
+from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},  # 64 px, batch 128, as in the paper
@@ -41,15 +41,13 @@ class DCGAN(GeneratorRecipe):
         if config.train.steps < 1 or config.data.channels is None:
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
-        with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
-            torch.manual_seed(config.train.seed)
-            self.G = build_generator(config)
-            self.D = DCGANDiscriminator(
+        self.G, self.D = build_networks(
+            config,
+            engine,
+            lambda: DCGANDiscriminator(
                 config.data.channels, config.data.image_size, base_channels=config.discriminator_channels
-            )
-            for net in (self.G, self.D):
-                init_weights(net, config.init_gain)
-                engine.prepare(net)
+            ),
+        )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.optim.lr, betas=betas)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from torch import Tensor
 
 from translate.config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from translate.data import DataError, ImageDataset, scan_classes, scan_domain
+from translate.engine import Engine
 from translate.networks.dcgan import DCGANGenerator
+from translate.networks.layers import init_weights
 from translate.recipes.base import TrainingData
 
 DIRECTIONS: dict[str, str] = {"generate": "G"}  # the one generator, stored as module "G"
@@ -51,6 +54,20 @@ def build_generator(config: GeneratorConfig, direction: str = "generate") -> DCG
         base_channels=config.generator_channels,
         num_classes=len(config.class_names),
     )
+
+
+def build_networks(
+    config: GeneratorConfig, engine: Engine, discriminator: Callable[[], torch.nn.Module]
+) -> tuple[DCGANGenerator, torch.nn.Module]:
+    """G and D with DCGAN's N(0, gain) init, on the engine's device; the weights depend on the seed alone and
+    the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        G, D = build_generator(config), discriminator()
+        for net in (G, D):
+            init_weights(net, config.init_gain)
+            engine.prepare(net)
+    return G, D
 
 
 def default_steps(config: GeneratorConfig, data: TrainingData) -> int:

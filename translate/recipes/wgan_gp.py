@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from translate.config import ConfigError, OptimConfig
 from translate.engine import Engine
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
-from translate.networks.layers import init_weights, set_requires_grad
-from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_generator
+from translate.networks.layers import set_requires_grad
+from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},
@@ -64,18 +64,16 @@ class WGANGP(GeneratorRecipe):
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
         self.batches_per_step = config.n_critic
-        with torch.random.fork_rng(devices=[]):  # initial weights depend on the seed alone
-            torch.manual_seed(config.train.seed)
-            self.G = build_generator(config)
-            self.D = DCGANDiscriminator(
+        self.G, self.D = build_networks(
+            config,
+            engine,
+            lambda: DCGANDiscriminator(
                 config.data.channels,
                 config.data.image_size,
                 base_channels=config.discriminator_channels,
                 norm=config.critic_norm,
-            )
-            for net in (self.G, self.D):
-                init_weights(net, config.init_gain)
-                engine.prepare(net)
+            ),
+        )
         o = config.optim
         if config.constraint == "clip":
             self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=o.lr)
