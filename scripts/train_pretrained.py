@@ -4,8 +4,11 @@
     python scripts/train_pretrained.py --data /tmp/mnist/train --runs /tmp/pretrained-runs
 
 For each model: runs `translate train` (the exact command is recorded), then keeps only the generator's weights
-and the config from the final checkpoint (a small, self-describing safetensors file) in pretrained/, and records
-name, recipe, data, steps, seed, command, wall time and sha256 in pretrained/manifest.json.
+and the config from the final checkpoint (a small, self-describing safetensors file) in pretrained/, exports it to
+pretrained/NAME.onnx (so `translate sample --model NAME.onnx` runs without torch), and records name, recipe, data,
+steps, seed, command, wall time and both files' sha256 in pretrained/manifest.json.
+
+    python scripts/train_pretrained.py --export-only   # re-export the shipped checkpoints to ONNX, no training
 """
 
 from __future__ import annotations
@@ -70,19 +73,33 @@ def pack(name: str, run: Path, out_dir: Path, extra: dict[str, object]) -> Path:
     return target
 
 
+def export_onnx(name: str, out_dir: Path) -> dict[str, object]:
+    """Export the shipped checkpoint NAME to out_dir/NAME.onnx (parity-checked) and describe the file."""
+    target = out_dir / f"{name}.onnx"
+    command = ["translate", "export", str(out_dir / f"{name}.safetensors"), "--out", str(target), "--overwrite"]
+    subprocess.run(command, check=True)
+    return {"onnx": target.name, "onnx_bytes": target.stat().st_size, "onnx_sha256": sha256(target)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="class-per-folder digits (mnist_folders.py train/)")
+    parser.add_argument("--data", type=Path, help="class-per-folder digits (mnist_folders.py train/)")
     parser.add_argument("--runs", type=Path, default=Path("runs/pretrained"))
     parser.add_argument("--out", type=Path, default=REPO / "pretrained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
+    parser.add_argument("--export-only", action="store_true", help="only re-export the shipped models to ONNX")
     args = parser.parse_args()
+    if args.data is None and not args.export_only:
+        parser.error("--data is needed to train (or pass --export-only)")
 
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
     entries = {entry["name"]: entry for entry in manifest["models"]}
     for name in args.only or list(MODELS):
+        if args.export_only:
+            entries[name] = {**entries[name], **export_onnx(name, args.out)}
+            continue
         spec = MODELS[name]
         command, seconds = train(name, spec, args.data, args.runs, args.seed)
         record = {
@@ -98,6 +115,7 @@ def main() -> None:
         }
         path = pack(name, args.runs / name, args.out, record)
         entries[name] = {**record, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path)}
+        entries[name].update(export_onnx(name, args.out))
         print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB) in {seconds / 60:.1f} min", file=sys.stderr)
     manifest_path.write_text(json.dumps({"models": list(entries.values())}, indent=2) + "\n")
 

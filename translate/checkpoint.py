@@ -24,13 +24,14 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from translate import __version__
+from translate.errors import TranslateError
 
 FORMAT = "translate-checkpoint"
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TranslateError, RuntimeError):
     """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 

@@ -26,38 +26,19 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
     """Known errors become one readable line on stderr and an exit code, never a traceback."""
-    from translate.checkpoint import CheckpointError
-    from translate.config import ConfigError, DeviceError
-    from translate.data import DataError
-    from translate.datasets import DatasetError
-    from translate.imageio import ImageDecodeError
-    from translate.inference import ApplyError
-    from translate.models import ModelError
-    from translate.sampling import SamplingError
+    from translate.errors import TranslateError
 
     try:
         yield
-    except ConfigError as exc:
+    except TranslateError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except (
-        DataError,
-        DatasetError,
-        DeviceError,
-        ModelError,
-        ApplyError,
-        CheckpointError,
-        ImageDecodeError,
-        SamplingError,
-    ) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise typer.Exit(exc.exit_code) from None
     except (FileNotFoundError, PermissionError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -165,14 +146,18 @@ def train(
 @app.command()
 def apply(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image or a folder (walked recursively).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="A run folder or a checkpoint file.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="A run folder, a .safetensors checkpoint or an .onnx export.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option(help="Output folder, or file for one image (default: INPUT_<direction> beside INPUT)."),
     ] = None,
-    direction: Annotated[str, typer.Option(help="a2b or b2a for two-way models.")] = "a2b",
+    direction: Annotated[
+        str | None, typer.Option(help="a2b or b2a for two-way models (default a2b; an .onnx file holds one).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (not for .onnx).")] = "auto",
     size: Annotated[
         int | None, typer.Option(min=8, help="Work (and write) at this size: the shorter side scaled to SIZE px.")
     ] = None,
@@ -184,9 +169,9 @@ def apply(
         from translate.inference import default_output, plan, translate_files
         from translate.models import load_translator
 
-        target = out if out is not None else default_output(input_path, direction)
-        jobs, skipped = plan(input_path, target, ext=ext, overwrite=overwrite)
         translator = load_translator(model, direction, device)
+        target = out if out is not None else default_output(input_path, translator.direction)
+        jobs, skipped = plan(input_path, target, ext=ext, overwrite=overwrite)
         err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False, soft_wrap=True)
         summary = translate_files(jobs, translator, batch_size=batch_size, size=size, console=err)
         summary.skipped = skipped
@@ -208,7 +193,9 @@ def apply(
 
 @app.command()
 def sample(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Shipped name, run folder or checkpoint.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Shipped name, run folder, checkpoint or .onnx export.")
+    ] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 64,
     out: Annotated[Path, typer.Option(help="FILE.png for one grid, or DIR/ for one file per sample.")] = Path(
         "samples.png"
@@ -242,7 +229,9 @@ def sample(
 
 @app.command()
 def interpolate(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Shipped name, run folder or checkpoint.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Shipped name, run folder, checkpoint or .onnx export.")
+    ] = None,
     points: Annotated[int, typer.Option(min=2, help="Random latents to walk through (then back to the first).")] = 4,
     steps: Annotated[int, typer.Option(min=1, help="Frames between two points.")] = 16,
     method: Annotated[str, typer.Option(help="slerp (keeps Gaussian norms) or lerp.")] = "slerp",
@@ -277,6 +266,49 @@ def interpolate(
             arithmetic_expression=arithmetic,
         )
         err.print(f"{sampler.description}: wrote {out}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A run folder, a .safetensors checkpoint or a shipped model name.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The .onnx file to write (default: NAME[_DIRECTION][_PRECISION].onnx in this folder)."),
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="Translators: a2b or b2a, the generator to export (default a2b).")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset; the file records the one really written.")] = 18,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights and compute (GPUs).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Static int8 quantisation (CPUs with VNNI).")] = False,
+    calibrate: Annotated[
+        Path | None, typer.Option(help="--int8 translators: a folder of typical input images for calibration.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Export a generator to ONNX (with its metadata inside) after checking it against PyTorch."""
+    with _errors():
+        from translate.config import ConfigError
+        from translate.export import export as run_export
+
+        if fp16 and int8:
+            raise ConfigError("--fp16 and --int8 exclude each other; choose one")
+        precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+        result = run_export(
+            model,
+            out,
+            direction=direction,
+            opset=opset,
+            precision=precision,
+            calibrate=calibrate,
+            overwrite=overwrite,
+            log=lambda line: err.print(line, highlight=False, soft_wrap=True),
+        )
+        err.print(
+            f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("datasets")

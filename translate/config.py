@@ -13,14 +13,18 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from translate.errors import TranslateError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(TranslateError, ValueError):
     """A configuration value or key that cannot be used; the message says which and how to fix it."""
 
+    exit_code = 2  # a usage error, like a bad command-line option
 
-class DeviceError(RuntimeError):
+
+class DeviceError(TranslateError, RuntimeError):
     """The requested device cannot be used here."""
 
 

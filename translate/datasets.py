@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from translate.errors import TranslateError
+
 if TYPE_CHECKING:
     from rich.progress import Progress
 
@@ -37,7 +39,7 @@ _CHUNK = 1 << 20
 _MIRROR_HINT = "set TRANSLATE_MIRROR to a reachable mirror"
 
 
-class DatasetError(Exception):
+class DatasetError(TranslateError):
     """A dataset problem with a one-line, user-facing message that says what went wrong and the fix."""
 
 

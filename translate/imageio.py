@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from translate.errors import TranslateError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageDecodeError",
@@ -68,7 +70,7 @@ _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION_TAG = 0x0112
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(TranslateError):
     """An image file exists but could not be decoded. ``str()`` is ``"<path>: <reason>"`` on one line."""
 
     def __init__(self, path: Path | str, reason: str) -> None:

@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from translate.errors import TranslateError
 from translate.imageio import (
     IMAGE_EXTENSIONS,
     ImageDecodeError,
@@ -48,12 +49,13 @@ PIXELS_PER_BATCH = 4 * 512 * 512
 class Translator(Protocol):
     channels: int  # image channels in and out (1 or 3)
     stride: int  # H and W must be multiples of this
+    direction: str  # a2b or b2a: names the default output folder
     description: str  # e.g. "PyTorch on cpu"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-class ApplyError(ValueError):
+class ApplyError(TranslateError, ValueError):
     """Unusable input or output location; the message names the path and the fix."""
 
 

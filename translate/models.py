@@ -13,11 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from translate.errors import TranslateError
+
 if TYPE_CHECKING:
     import torch
 
+    from translate.inference import Translator
+    from translate.sampling import Sampler
 
-class ModelError(ValueError):
+
+class ModelError(TranslateError, ValueError):
     """A model that cannot be found or used; the message names it and the fix."""
 
 
@@ -37,15 +42,13 @@ def shipped_models() -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in json.loads(manifest.read_text(encoding="utf-8"))["models"]}
 
 
-def resolve_checkpoint(model: str) -> Path:
-    """The checkpoint file that MODEL refers to: a shipped name, a run folder or a checkpoint file."""
-    from translate import checkpoint
-
-    shipped = shipped_models()
-    if model in shipped:
-        return pretrained_dir() / shipped[model]["file"]
+def resolve_model(model: str) -> Path:
+    """The file MODEL names: a path (run folder, .safetensors checkpoint or .onnx export) or, when no such path
+    exists, a shipped model (`mnist-dcgan`, or `mnist-dcgan.onnx` for its ONNX export)."""
     path = Path(model).expanduser()
     if path.is_dir():
+        from translate import checkpoint  # imports torch: only for run folders
+
         latest = checkpoint.latest_checkpoint(path)
         if latest is None:
             raise ModelError(
@@ -53,18 +56,35 @@ def resolve_checkpoint(model: str) -> Path:
             )
         return latest
     if path.is_file():
-        if path.suffix != ".safetensors":
-            raise ModelError(f"{path}: not a model file; give a run folder or a .safetensors checkpoint")
+        if path.suffix.lower() not in (".safetensors", ".onnx"):
+            raise ModelError(f"{path}: not a model file; give a run folder, a .safetensors checkpoint or an .onnx file")
         return path
-    names = f" or shipped model ({', '.join(shipped)})" if shipped else ""
-    raise ModelError(f"{model}: no such run folder, checkpoint file{names}")
+    shipped = shipped_models()
+    if model in shipped:
+        return pretrained_dir() / shipped[model]["file"]
+    exports = {entry["onnx"] for entry in shipped.values() if entry.get("onnx")}
+    if model in exports:
+        return pretrained_dir() / model
+    names = f" or shipped model ({', '.join(sorted([*shipped, *exports]))})" if shipped else ""
+    raise ModelError(f"{model}: no such run folder, model file{names}")
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """Like resolve_model, for what needs the PyTorch weights (export, training)."""
+    path = resolve_model(model)
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: an ONNX export; this needs the .safetensors checkpoint (or run folder) it came from")
+    return path
 
 
 class TorchTranslator:
     """A generator from a checkpoint, run by PyTorch in eval mode and without autograd."""
 
-    def __init__(self, module: torch.nn.Module, device: torch.device, channels: int, description: str) -> None:
+    def __init__(
+        self, module: torch.nn.Module, device: torch.device, channels: int, direction: str, description: str
+    ) -> None:
         self.module, self.device, self.channels = module.eval().to(device), device, channels
+        self.direction = direction
         self.stride = int(getattr(module, "stride", 1))
         self.description = description
 
@@ -92,15 +112,21 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, dict[st
     return module.eval(), ckpt.meta
 
 
-def load_translator(model: str, direction: str = "a2b", device: str = "auto") -> TorchTranslator:
-    """A ready-to-run backend for `translate apply`."""
+def load_translator(model: str, direction: str | None = None, device: str = "auto") -> Translator:
+    """A ready-to-run backend for `translate apply`: ONNX Runtime for .onnx files, else PyTorch."""
+    path = resolve_model(model)
+    if path.suffix.lower() == ".onnx":
+        from translate.runtime import OnnxTranslator
+
+        return OnnxTranslator(path, direction, device)
     from translate.engine import resolve_device
 
-    path = resolve_checkpoint(model)
+    direction = direction or "a2b"
     module, meta = load_generator(path, direction)
     target = resolve_device(device)
     channels = int(meta["config"]["data"]["channels"])
-    return TorchTranslator(module, target, channels, f"{meta['recipe']} {direction}, step {meta['step']}, {target}")
+    description = f"{meta['recipe']} {direction}, step {meta['step']}, PyTorch on {target}"
+    return TorchTranslator(module, target, channels, direction, description)
 
 
 class TorchSampler:
@@ -137,17 +163,20 @@ class TorchSampler:
             return self.module(torch.from_numpy(z).to(self.device), embedding=e).float().cpu().numpy()
 
 
-def load_sampler(model: str | None = None, device: str = "auto") -> TorchSampler:
+def load_sampler(model: str | None = None, device: str = "auto") -> Sampler:
     """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped MNIST DCGAN)."""
+    path = resolve_model(model or DEFAULT_SAMPLER)
+    if path.suffix.lower() == ".onnx":
+        from translate.runtime import OnnxSampler
+
+        return OnnxSampler(path, device)
+    from translate import checkpoint
     from translate.engine import resolve_device
     from translate.recipes import get_recipe
-
-    path = resolve_checkpoint(model or DEFAULT_SAMPLER)
-    from translate import checkpoint
 
     spec = get_recipe(checkpoint.read(path).recipe)
     if "generate" not in spec.directions:
         raise ModelError(f"{path}: a {spec.name} model translates images; use `translate apply` with it")
     module, meta = load_generator(path, "generate")
     target = resolve_device(device)
-    return TorchSampler(module, target, meta, f"{meta['recipe']}, step {meta['step']}, {target}")
+    return TorchSampler(module, target, meta, f"{meta['recipe']}, step {meta['step']}, PyTorch on {target}")

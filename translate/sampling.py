@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from translate.errors import TranslateError
 from translate.imageio import make_grid, save_image, to_uint8
 
 
@@ -31,7 +32,7 @@ class Sampler(Protocol):
     def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray: ...
 
 
-class SamplingError(ValueError):
+class SamplingError(TranslateError, ValueError):
     """Bad sampling request; the message says what to change."""
 
 

@@ -1,0 +1,470 @@
+"""Export a trained generator to ONNX: dynamic shapes, metadata inside the file, and a parity check every time.
+
+Translators take `image` float32 (N, C, H, W) with N, H and W dynamic (H and W multiples of the network's stride;
+`translate apply` pads and crops around that) and return `output`. Generators take `z` float32 (N, latent_dim),
+plus `label` int64 (N,) when class-conditional, and return `image`. Values are in [-1, 1] on both sides.
+
+A conditional generator's graph is the network fed by an `embedding` tensor, with a Gather from the initializer
+`class_embedding` prepended: `label` selects a row, and the tensor `embedding` stays addressable, so the ONNX
+Runtime backend can cut the graph there and walk between classes exactly as PyTorch does.
+
+Every export is checked before it is written: ONNX Runtime against PyTorch on random inputs at two sizes for
+fp32 (max abs difference), and the fp16 or int8 model against the fp32 one (PSNR and SSIM). A failed check
+writes nothing and raises ExportError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from translate import __version__, checkpoint
+from translate.errors import TranslateError
+from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
+from translate.metrics import psnr, ssim
+from translate.models import load_generator, resolve_checkpoint, shipped_models
+from translate.recipes import get_recipe
+from translate.runtime import FORMAT_VERSION, create_session
+
+DEFAULT_OPSET = 18  # the dynamo exporter's own minimum for Pad and friends; a lower request is raised to it
+FP32_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on outputs in [-1, 1]
+# Lowest SSIM against the fp32 model that a reduced-precision export may have (fp16 is near-lossless; int8
+# trades a little fidelity for speed, and below this it visibly changes pictures).
+MIN_SSIM = {"fp16": 0.99, "int8": 0.95}
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATION_IMAGES = 64  # images used to calibrate int8 activation ranges (more adds time, not accuracy)
+EVALUATION_IMAGES = 8  # images (held out from calibration when there are enough) for the int8/fp16 check
+
+
+class ExportError(TranslateError):
+    """An export that cannot be made or that failed its parity check."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    precision: str
+    opset: int
+    bytes: int
+    checks: list[str] = field(default_factory=list)  # one line per parity check, as printed
+
+
+def export(
+    model: str,
+    out: Path | None = None,
+    *,
+    direction: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    precision: str = "fp32",
+    calibrate: Path | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> ExportResult:
+    """Export MODEL (run folder, checkpoint or shipped name) to an .onnx file that needs nothing beside it."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    source = resolve_checkpoint(model)
+    info = checkpoint.read(source)
+    spec = get_recipe(info.recipe)
+    generator = "generate" in spec.directions
+    direction = direction or ("generate" if generator else "a2b")
+    if generator and calibrate is not None:
+        raise ExportError("--calibrate is for translators; generators calibrate int8 on random latents")
+    if precision == "int8" and not generator and calibrate is None:
+        raise ExportError("--int8 needs --calibrate DIR: a folder of typical input images (50-200 is plenty)")
+    target = out or Path(_default_name(model, source, None if generator else direction, precision))
+    if target.suffix.lower() != ".onnx":
+        raise ExportError(f"--out {target}: the file name must end in .onnx")
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass --overwrite to replace it")
+    data = info.meta["config"]["data"]
+    calibration = _calibration_images(calibrate, int(data["channels"] or 3)) if calibrate is not None else []
+
+    module, meta = load_generator(source, direction)  # eval mode: dropout off, batch norm on running statistics
+    module = module.float().eval()
+    if calibration:
+        calibration = _crop_squares(calibration, int(data["image_size"]), int(getattr(module, "stride", 1)))
+    proto, inputs = _to_onnx(module, meta, generator, opset)
+    actual_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if actual_opset != opset:
+        log(f"note: the exporter wrote opset {actual_opset} (asked for {opset}); the file records {actual_opset}")
+    _set_metadata(proto, meta, spec.name, direction, generator, precision, _sha256(source), actual_opset, module)
+    onnx.checker.check_model(proto)
+
+    result = ExportResult(path=target, precision=precision, opset=actual_opset, bytes=0)
+    _check_fp32(proto, module, inputs, result.checks)
+    log(result.checks[-1])
+    with tempfile.TemporaryDirectory(prefix="translate-export-") as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        onnx.save(proto, fp32_path)
+        final = fp32_path
+        if precision != "fp32":
+            final = Path(tmp) / f"{precision}.onnx"
+            feeds = _evaluation_feeds(meta, generator, calibration, inputs)
+            _reduce_precision(fp32_path, final, precision, meta, generator, calibration, feeds)
+            _check_reduced(final, fp32_path, precision, feeds, result.checks)
+            log(result.checks[-1])
+        _replace(final, target)
+    result.bytes = target.stat().st_size
+    return result
+
+
+# ----------------------------------------------------------------------------------------- export itself
+
+
+class _Unconditional(nn.Module):
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+
+class _FromEmbedding(nn.Module):
+    """The conditional generator with the class embedding as an input (the label lookup is prepended later)."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return self.generator(z, embedding=embedding)
+
+
+def _to_onnx(
+    module: nn.Module, meta: dict, generator: bool, opset: int
+) -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]]:
+    """The fp32 ONNX model and the parity inputs: two batches of different size (and, for images, shape)."""
+    rng = np.random.default_rng(0)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    if not generator:
+        stride = int(getattr(module, "stride", 1))
+        channels = int(meta["config"]["data"]["channels"])
+        side = stride * math.ceil(64 / stride)  # a small example; the exported graph takes any multiple of stride
+        height = torch.export.Dim("height", min=1, max=16384 // stride)
+        width = torch.export.Dim("width", min=1, max=16384 // stride)
+        example = (torch.from_numpy(rng.uniform(-1, 1, (2, channels, side, side)).astype(np.float32)),)
+        shapes = ({0: batch, 2: stride * height, 3: stride * width},)
+        proto = _dynamo_export(module, example, shapes, ["image"], ["output"], opset)
+        tall = stride * math.ceil(side * 1.5 / stride)
+        checks = [
+            {"image": rng.uniform(-1, 1, (2, channels, side, side)).astype(np.float32)},
+            {"image": rng.uniform(-1, 1, (3, channels, tall, 2 * side)).astype(np.float32)},
+        ]
+        return proto, checks
+
+    latent_dim = int(meta["config"]["latent_dim"])
+    classes = len(meta["config"].get("class_names") or [])
+    z = torch.from_numpy(rng.standard_normal((2, latent_dim), dtype=np.float32))
+    if not classes:
+        proto = _dynamo_export(_Unconditional(module), (z,), ({0: batch},), ["z"], ["image"], opset)
+        checks = [{"z": rng.standard_normal((n, latent_dim), dtype=np.float32)} for n in (2, 5)]
+        return proto, checks
+    with torch.inference_mode():
+        table = module.embed(torch.arange(classes)).float().numpy()
+    example = (z, torch.from_numpy(table[[0, classes - 1]]))
+    shapes = ({0: batch}, {0: batch})
+    proto = _dynamo_export(_FromEmbedding(module), example, shapes, ["z", "embedding"], ["image"], opset)
+    _prepend_label_lookup(proto, table)
+    checks = [
+        {
+            "z": rng.standard_normal((n, latent_dim), dtype=np.float32),
+            "label": rng.integers(0, classes, n).astype(np.int64),
+        }
+        for n in (2, 5)
+    ]
+    return proto, checks
+
+
+def _dynamo_export(
+    module: nn.Module, example: tuple, shapes: tuple, inputs: list[str], outputs: list[str], opset: int
+) -> onnx.ModelProto:
+    # The exporter prints progress and raises warnings meant for its developers; a failure still raises.
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                module,
+                example,
+                None,
+                dynamo=True,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=shapes,
+                opset_version=opset,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+        except Exception as exc:
+            raise ExportError(f"the ONNX exporter failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return program.model_proto
+
+
+def _prepend_label_lookup(proto: onnx.ModelProto, table: np.ndarray) -> None:
+    """Turn the `embedding` input into the output of Gather(class_embedding, label)."""
+    graph = proto.graph
+    embedding = next(value for value in graph.input if value.name == "embedding")
+    z = next(value for value in graph.input if value.name == "z")
+    batch_dim = z.type.tensor_type.shape.dim[0].dim_param or "batch"
+    graph.value_info.append(embedding)  # keeps its type and shape, so the graph can be cut here again
+    graph.input.remove(embedding)
+    graph.input.append(helper.make_tensor_value_info("label", TensorProto.INT64, [batch_dim]))
+    graph.initializer.append(numpy_helper.from_array(table.astype(np.float32), "class_embedding"))
+    graph.node.insert(0, helper.make_node("Gather", ["class_embedding", "label"], ["embedding"], name="label_lookup"))
+
+
+def _set_metadata(
+    proto: onnx.ModelProto,
+    meta: dict,
+    recipe: str,
+    direction: str,
+    generator: bool,
+    precision: str,
+    sha256: str,
+    opset: int,
+    module: nn.Module,
+) -> None:
+    config = meta["config"]
+    props = {
+        "format_version": str(FORMAT_VERSION),
+        "kind": "generator" if generator else "translator",
+        "recipe": recipe,
+        "direction": direction,
+        "channels": str(config["data"]["channels"] or 3),
+        "value_range": "-1,1",
+        "image_size": str(config["data"]["image_size"]),
+        "precision": precision,
+        "opset": str(opset),
+        "source_sha256": sha256,
+        "source_step": str(meta["step"]),
+        "translate_version": __version__,
+    }
+    if generator:
+        props["latent_dim"] = str(config["latent_dim"])
+        props["class_names"] = json.dumps(list(config.get("class_names") or []))
+    else:
+        props["stride"] = str(int(getattr(module, "stride", 1)))
+    proto.producer_name, proto.producer_version = "translate", __version__
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
+def _update_precision(path: Path, precision: str) -> None:
+    model = onnx.load(path)
+    for entry in model.metadata_props:
+        if entry.key == "precision":
+            entry.value = precision
+    onnx.save(model, path)
+
+
+# ----------------------------------------------------------------------------------------- parity checks
+
+
+def _run(session_source: onnx.ModelProto | Path, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    source = session_source.SerializeToString() if isinstance(session_source, onnx.ModelProto) else session_source
+    session, _ = create_session(source, "cpu")
+    return [session.run(None, feed)[0] for feed in feeds]
+
+
+def _check_fp32(
+    proto: onnx.ModelProto, module: nn.Module, inputs: list[dict[str, np.ndarray]], checks: list[str]
+) -> None:
+    """ONNX Runtime vs PyTorch on every input batch; raises ExportError beyond FP32_TOLERANCE."""
+    ours = _run(proto, inputs)
+    diffs, shapes = [], []
+    with torch.inference_mode():
+        for feed, got in zip(inputs, ours, strict=True):
+            if "image" in feed:
+                expected = module(torch.from_numpy(feed["image"]))
+            else:
+                labels = torch.from_numpy(feed["label"]) if "label" in feed else None
+                expected = module(torch.from_numpy(feed["z"]), labels)
+            expected = expected.float().numpy()
+            if got.shape != expected.shape:
+                raise ExportError(f"parity check failed: ONNX output {got.shape}, PyTorch {expected.shape}")
+            diffs.append(float(np.abs(got - expected).max()))
+            shapes.append("×".join(str(s) for s in next(iter(feed.values())).shape))
+    line = "parity fp32, ONNX Runtime vs PyTorch: max |Δ| " + ", ".join(
+        f"{d:.1e} at {s}" for d, s in zip(diffs, shapes, strict=True)
+    )
+    checks.append(f"{line} (limit {FP32_TOLERANCE:.0e})")
+    if max(diffs) > FP32_TOLERANCE or not all(math.isfinite(d) for d in diffs):
+        raise ExportError(f"{line}: above the limit {FP32_TOLERANCE:.0e}; nothing was written")
+
+
+def _check_reduced(
+    path: Path, fp32_path: Path, precision: str, feeds: list[dict[str, np.ndarray]], checks: list[str]
+) -> None:
+    """PSNR and SSIM of the fp16/int8 model's outputs against the fp32 model's on the same inputs."""
+    reduced, full = _run(path, feeds), _run(fp32_path, feeds)
+    ours, reference = np.concatenate(reduced), np.concatenate(full)
+    quality_psnr, quality_ssim = psnr(ours, reference), ssim(ours, reference)
+    what = "images" if "image" in feeds[0] else "latents"
+    line = (
+        f"parity {precision} vs fp32 on {len(ours)} {what}: PSNR {quality_psnr:.1f} dB, SSIM {quality_ssim:.4f}"
+        f" (limit {MIN_SSIM[precision]})"
+    )
+    checks.append(line)
+    if not quality_ssim >= MIN_SSIM[precision]:
+        raise ExportError(f"{line}: SSIM below the limit; nothing was written")
+
+
+def _evaluation_feeds(
+    meta: dict, generator: bool, calibration: list[np.ndarray], inputs: list[dict]
+) -> list[dict[str, np.ndarray]]:
+    """Inputs for the reduced-precision check: held-out real images when given, else the fp32 check's inputs."""
+    if generator:
+        config = meta["config"]
+        rng = np.random.default_rng(1)  # not the calibration latents
+        classes = len(config.get("class_names") or [])
+        n, latent_dim = 32, int(config["latent_dim"])
+        feed = {"z": rng.standard_normal((n, latent_dim), dtype=np.float32)}
+        if classes:
+            feed["label"] = (np.arange(n) % classes).astype(np.int64)
+        return [feed]
+    if not calibration:
+        return inputs
+    held_out = calibration[-EVALUATION_IMAGES:]
+    return [{"image": image[None]} for image in held_out]
+
+
+# ----------------------------------------------------------------------------------------- fp16 and int8
+
+
+def _reduce_precision(
+    fp32_path: Path,
+    out: Path,
+    precision: str,
+    meta: dict,
+    generator: bool,
+    calibration: list[np.ndarray],
+    held_out: list[dict[str, np.ndarray]],
+) -> None:
+    from translate.quantize import quantize_int8, to_float16
+
+    if precision == "fp16":
+        onnx.save(to_float16(onnx.load(fp32_path)), out)
+    else:
+        quantize_int8(fp32_path, out, _calibration_feeds(meta, generator, calibration, held_out))
+    _update_precision(out, precision)
+
+
+def _calibration_feeds(
+    meta: dict, generator: bool, calibration: list[np.ndarray], held_out: list[dict[str, np.ndarray]]
+) -> Iterator[dict[str, np.ndarray]]:
+    if generator:
+        config = meta["config"]
+        rng = np.random.default_rng(0)
+        classes = len(config.get("class_names") or [])
+        for _ in range(8):
+            feed = {"z": rng.standard_normal((16, int(config["latent_dim"])), dtype=np.float32)}
+            if classes:
+                feed["label"] = rng.integers(0, classes, 16).astype(np.int64)
+            yield feed
+        return
+    # Hold the evaluation images out of calibration when there are enough images for both.
+    images = calibration[:-EVALUATION_IMAGES] if len(calibration) > 2 * EVALUATION_IMAGES else calibration
+    for image in images:
+        yield {"image": image[None]}
+
+
+def _calibration_images(folder: Path, channels: int) -> list[np.ndarray]:
+    """Up to CALIBRATION_IMAGES + EVALUATION_IMAGES readable images from `folder`, uint8 (H, W, C)."""
+    if not folder.is_dir():
+        raise ExportError(f"--calibrate {folder}: no such folder; give a folder of typical input images")
+    try:
+        paths = find_images(folder)
+    except (ValueError, OSError) as exc:
+        raise ExportError(f"--calibrate {folder}: {exc}") from None
+    if not paths:
+        raise ExportError(f"--calibrate {folder}: no images found; give a folder of typical input images")
+    images = []
+    for path in paths:
+        try:
+            images.append(load_image(path, channels))
+        except (ImageDecodeError, OSError):
+            continue  # a corrupt calibration image is simply not used
+        if len(images) == CALIBRATION_IMAGES + EVALUATION_IMAGES:
+            break
+    if not images:
+        raise ExportError(f"--calibrate {folder}: none of the images could be read")
+    return images
+
+
+def _crop_squares(images: list[np.ndarray], side: int, stride: int) -> list[np.ndarray]:
+    """Centre squares at the training size (rounded to the stride), float (C, S, S) in [-1, 1]: the inputs the
+    network saw in training, so the calibrated activation ranges are the ones it meets."""
+    side = max(stride, stride * round(side / stride))
+    out = []
+    for image in images:
+        h, w = image.shape[:2]
+        scale = side / min(h, w)
+        image = resize(image, (max(side, round(w * scale)), max(side, round(h * scale))))
+        h, w = image.shape[:2]
+        top, left = (h - side) // 2, (w - side) // 2
+        out.append(to_float(image[top : top + side, left : left + side]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+def _default_name(model: str, source: Path, direction: str | None, precision: str) -> str:
+    if model in shipped_models():
+        name = model
+    elif source.parent.name == "checkpoints":  # a run folder's checkpoint: name it after the run
+        name = source.parent.parent.name
+    else:
+        name = source.stem
+    parts = [name] + ([direction] if direction else []) + ([precision] if precision != "fp32" else [])
+    return "_".join(parts) + ".onnx"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Copy into a temp file beside `target`, then rename: a reader never sees a half-written model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as src:
+            while chunk := src.read(1 << 20):
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp makes files private; an exported model is meant to be shared
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

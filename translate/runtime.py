@@ -1,0 +1,200 @@
+"""ONNX Runtime backends for `apply`, `sample` and `interpolate`: exported models run without torch.
+
+Sessions use every graph optimisation and one intra-op thread per physical core (hyper-threads only contend for
+the same vector units). On CUDA, inputs and outputs go through IO binding, and cuDNN picks convolution
+algorithms by heuristic: the default exhaustive search re-benchmarks every new input shape, which a folder of
+mixed image sizes pays again and again. ONNX Runtime falls back to the CPU silently when the CUDA provider fails
+to load, so the provider actually running is checked and named.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from translate.config import DeviceError
+from translate.errors import TranslateError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+FORMAT_VERSION = 1  # of the metadata an exported model carries; readers refuse newer ones
+
+
+class OnnxModelError(TranslateError):
+    """An .onnx file that translate cannot use; the message says why and what to do."""
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (Linux topology files; elsewhere the logical CPU count)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def cuda_devices() -> int:
+    """GPUs the CUDA driver sees, asked of the driver itself (no torch, and no failed provider load to log)."""
+    name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        driver = ctypes.CDLL(name)
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+def _parse_device(device: str) -> tuple[str, int]:
+    name = device.lower()
+    if name in ("auto", "cpu", "cuda"):
+        return name, 0
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return "cuda", int(name[5:])
+    if name == "mps":
+        raise DeviceError("--device mps: ONNX Runtime has no MPS provider; use --device cpu (or a .safetensors model)")
+    raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def create_session(model: Path | bytes, device: str = "auto") -> tuple[onnxruntime.InferenceSession, str]:
+    """An optimised session on `device` and the name of the provider that really runs it ("CUDA:0" or "CPU")."""
+    import onnxruntime as ort
+
+    kind, index = _parse_device(device)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = physical_cores()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: ORT's own warnings are about its internals, not the user's input
+    providers: list[Any] = ["CPUExecutionProvider"]
+    want_cuda = kind == "cuda" or (kind == "auto" and cuda_devices() > 0)
+    if want_cuda:
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            if kind == "cuda":
+                raise DeviceError(
+                    f"--device {device}: this onnxruntime lacks the CUDA provider; install onnxruntime-gpu"
+                )
+        else:
+            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, when that is where they are
+                ort.preload_dlls()
+            cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
+            providers.insert(0, ("CUDAExecutionProvider", cuda_options))
+    try:
+        session = ort.InferenceSession(str(model) if isinstance(model, Path) else model, options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
+        where = model if isinstance(model, Path) else "the model"
+        raise OnnxModelError(f"{where}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+    running = session.get_providers()[0]
+    if kind == "cuda" and running != "CUDAExecutionProvider":
+        raise DeviceError(
+            f"--device {device}: the CUDA provider failed to load (it needs CUDA 12 and cuDNN 9 libraries); "
+            "use --device cpu"
+        )
+    return session, (f"CUDA:{index}" if running == "CUDAExecutionProvider" else "CPU")
+
+
+def read_metadata(session: onnxruntime.InferenceSession, path: Path) -> dict[str, str]:
+    """The translate metadata inside an exported model; a model from elsewhere is refused clearly."""
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if "format_version" not in meta or "kind" not in meta:
+        raise OnnxModelError(f"{path}: an ONNX model without translate metadata; export models with `translate export`")
+    if int(meta["format_version"]) > FORMAT_VERSION:
+        raise OnnxModelError(f"{path}: exported by a newer translate ({meta.get('translate_version')}); upgrade")
+    return meta
+
+
+class OnnxTranslator:
+    """An exported translator run by ONNX Runtime; same interface as the PyTorch one."""
+
+    def __init__(self, path: Path, direction: str | None = None, device: str = "auto") -> None:
+        self.session, where = create_session(path, device)
+        meta = read_metadata(self.session, path)
+        if meta["kind"] != "translator":
+            raise OnnxModelError(f"{path}: an image generator; use it with `translate sample` / `interpolate`")
+        if direction is not None and direction != meta["direction"]:
+            raise OnnxModelError(
+                f"{path}: holds the {meta['direction']} generator, not {direction}; "
+                f"export that one with `translate export MODEL --direction {direction}`"
+            )
+        self.direction = meta["direction"]
+        self.channels, self.stride = int(meta["channels"]), int(meta["stride"])
+        self.description = f"{meta['recipe']} {self.direction} ({meta['precision']}), ONNX Runtime on {where}"
+        self._cuda = where.startswith("CUDA")
+        self._device_id = int(where.split(":")[1]) if self._cuda else 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if not self._cuda:
+            return self.session.run(["output"], {"image": batch})[0]
+        # IO binding: one host-to-device copy in, the output allocated on the GPU and copied back once.
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("image", np.ascontiguousarray(batch))
+        binding.bind_output("output", "cuda", self._device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+class OnnxSampler:
+    """An exported image generator run by ONNX Runtime; same interface as the PyTorch one."""
+
+    def __init__(self, path: Path, device: str = "auto") -> None:
+        self.path, self.device = path, device
+        self.session, where = create_session(path, device)
+        meta = read_metadata(self.session, path)
+        if meta["kind"] != "generator":
+            raise OnnxModelError(f"{path}: an image translator; use it with `translate apply`")
+        self.latent_dim = int(meta["latent_dim"])
+        self.class_names = list(json.loads(meta.get("class_names", "[]")))
+        self.num_classes = len(self.class_names)
+        self.channels, self.image_size = int(meta["channels"]), int(meta["image_size"])
+        self.description = f"{meta['recipe']} ({meta['precision']}), ONNX Runtime on {where}"
+        self._table: np.ndarray | None = None
+        self._from_embedding: onnxruntime.InferenceSession | None = None
+
+    def __call__(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("a class-conditional generator needs labels")
+            feeds["label"] = np.ascontiguousarray(labels, dtype=np.int64)
+        return self.session.run(["image"], feeds)[0]
+
+    def embed(self, labels: np.ndarray) -> np.ndarray:
+        """Rows of the class-embedding table stored in the model (read once, with the onnx package)."""
+        if self._table is None:
+            import onnx
+            from onnx import numpy_helper
+
+            model = onnx.load(self.path)
+            tables = [t for t in model.graph.initializer if t.name == "class_embedding"]
+            if not tables:
+                raise OnnxModelError(f"{self.path}: has no class_embedding; it is not a class-conditional generator")
+            self._table = numpy_helper.to_array(tables[0]).astype(np.float32)
+        return self._table[labels]
+
+    def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        """The generator fed a given class embedding: the graph cut at its `embedding` tensor."""
+        if self._from_embedding is None:
+            import onnx
+            from onnx.utils import Extractor
+
+            cut = Extractor(onnx.load(self.path)).extract_model(["z", "embedding"], ["image"])
+            self._from_embedding, _ = create_session(cut.SerializeToString(), self.device)
+        feeds = {"z": z.astype(np.float32), "embedding": embedding.astype(np.float32)}
+        return self._from_embedding.run(["image"], feeds)[0]
