@@ -254,11 +254,20 @@ def test_int8_export_calibrates_on_images_and_applies(runs: Path, photos: Path, 
     assert "(int8)" in _flat(applied.output)
 
 
-def test_int8_generator_export(runs: Path, tmp_path: Path) -> None:
-    out = tmp_path / "cgan8.onnx"
-    result = _cli("export", runs / "cgan", "--int8", "--out", out)
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_reduced_precision_generators_sample_and_walk_between_classes(
+    precision: str, runs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / f"cgan_{precision}.onnx"
+    result = _cli("export", runs / "cgan", f"--{precision}", "--out", out)
     assert result.exit_code == 0, result.output
-    assert "parity int8 vs fp32 on 32 latents" in _flat(result.output)
+    assert f"parity {precision} vs fp32 on 32 latents" in _flat(result.output)
+    reference, ours = tmp_path / "torch.png", tmp_path / "onnx.png"
+    for model, target in ((runs / "cgan", reference), (out, ours)):
+        walked = _cli("interpolate", "--model", model, "--labels", "owl,cat", "--steps", "3", "--out", target)
+        assert walked.exit_code == 0, walked.output
+    # The class walk cuts the reduced-precision graph at its embedding and still follows PyTorch's.
+    assert np.abs(_pixels(reference) - _pixels(ours)).mean() < (2 if precision == "fp16" else 12)
     sampled = _cli("sample", "--model", out, "--n", "6", "--out", tmp_path / "s.png")
     assert sampled.exit_code == 0, sampled.output
 

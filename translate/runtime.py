@@ -22,6 +22,7 @@ from translate.config import DeviceError
 from translate.errors import TranslateError
 
 if TYPE_CHECKING:
+    import onnx
     import onnxruntime
 
 FORMAT_VERSION = 1  # of the metadata an exported model carries; readers refuse newer ones
@@ -140,14 +141,17 @@ class OnnxTranslator:
         self._device_id = int(where.split(":")[1]) if self._cuda else 0
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if not self._cuda:
-            return self.session.run(["output"], {"image": batch})[0]
-        # IO binding: one host-to-device copy in, the output allocated on the GPU and copied back once.
-        binding = self.session.io_binding()
-        binding.bind_cpu_input("image", np.ascontiguousarray(batch))
-        binding.bind_output("output", "cuda", self._device_id)
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        try:
+            if not self._cuda:
+                return self.session.run(["output"], {"image": batch})[0]
+            # IO binding: one host-to-device copy in, the output allocated on the GPU and copied back once.
+            binding = self.session.io_binding()
+            binding.bind_cpu_input("image", np.ascontiguousarray(batch))
+            binding.bind_output("output", "cuda", self._device_id)
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()[0]
+        except Exception as exc:  # ORT's errors are plain Exceptions; as RuntimeError, one batch fails, not the run
+            raise RuntimeError(str(exc).splitlines()[0]) from None
 
 
 class OnnxSampler:
@@ -164,7 +168,7 @@ class OnnxSampler:
         self.num_classes = len(self.class_names)
         self.channels, self.image_size = int(meta["channels"]), int(meta["image_size"])
         self.description = f"{meta['recipe']} ({meta['precision']}), ONNX Runtime on {where}"
-        self._table: np.ndarray | None = None
+        self._embed: onnxruntime.InferenceSession | None = None
         self._from_embedding: onnxruntime.InferenceSession | None = None
 
     def __call__(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -176,25 +180,32 @@ class OnnxSampler:
         return self.session.run(["image"], feeds)[0]
 
     def embed(self, labels: np.ndarray) -> np.ndarray:
-        """Rows of the class-embedding table stored in the model (read once, with the onnx package)."""
-        if self._table is None:
-            import onnx
-            from onnx import numpy_helper
-
-            model = onnx.load(self.path)
-            tables = [t for t in model.graph.initializer if t.name == "class_embedding"]
-            if not tables:
-                raise OnnxModelError(f"{self.path}: has no class_embedding; it is not a class-conditional generator")
-            self._table = numpy_helper.to_array(tables[0]).astype(np.float32)
-        return self._table[labels]
+        """Class embeddings, read off the graph's `embedding` tensor (whatever the model's precision)."""
+        if self._embed is None:
+            model = self._graph()
+            embedding = next((v for v in model.graph.value_info if v.name == "embedding"), None)
+            if embedding is None:
+                raise OnnxModelError(f"{self.path}: no embedding tensor; it is not a class-conditional generator")
+            model.graph.output.append(embedding)
+            self._embed, _ = create_session(model.SerializeToString(), self.device)
+        z = np.zeros((len(labels), self.latent_dim), np.float32)
+        feeds = {"z": z, "label": np.ascontiguousarray(labels, dtype=np.int64)}
+        return self._embed.run(["embedding"], feeds)[0].astype(np.float32)
 
     def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """The generator fed a given class embedding: the graph cut at its `embedding` tensor."""
         if self._from_embedding is None:
-            import onnx
             from onnx.utils import Extractor
 
-            cut = Extractor(onnx.load(self.path)).extract_model(["z", "embedding"], ["image"])
+            cut = Extractor(self._graph()).extract_model(["z", "embedding"], ["image"])
             self._from_embedding, _ = create_session(cut.SerializeToString(), self.device)
-        feeds = {"z": z.astype(np.float32), "embedding": embedding.astype(np.float32)}
+        # fp16 models carry the embedding in float16; feed it in the type the cut graph declares.
+        dtype = np.float16 if self._from_embedding.get_inputs()[1].type == "tensor(float16)" else np.float32
+        feeds = {"z": z.astype(np.float32), "embedding": embedding.astype(dtype)}
         return self._from_embedding.run(["image"], feeds)[0]
+
+    def _graph(self) -> onnx.ModelProto:
+        """The model with inferred tensor types, for the two cuts above (the onnx package is imported only here)."""
+        import onnx
+
+        return onnx.shape_inference.infer_shapes(onnx.load(self.path))

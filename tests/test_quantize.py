@@ -1,0 +1,220 @@
+"""fp16 conversion and int8 quantisation of exported generators, and the PSNR/SSIM metrics that judge them."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from translate.metrics import psnr, ssim
+from translate.quantize import QuantizationError, quantize_int8, to_float16
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CycleGAN ResNet generator (8 channels, 2 blocks) exported with dynamic batch and size."""
+    torch = pytest.importorskip("torch")
+    from translate.networks.resnet import ResnetGenerator
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        generator = ResnetGenerator(3, 3, base_channels=8, num_blocks=2).eval()
+    batch = torch.export.Dim("batch")
+    h = torch.export.Dim("h", min=4, max=1024)
+    w = torch.export.Dim("w", min=4, max=1024)
+    program = torch.onnx.export(
+        generator,
+        (torch.randn(2, 3, SIZE, SIZE),),
+        None,
+        dynamo=True,
+        input_names=["image"],
+        output_names=["output"],
+        dynamic_shapes=({0: batch, 2: 4 * h, 3: 4 * w},),
+        opset_version=18,
+        external_data=False,
+        verbose=False,
+    )
+    path = tmp_path_factory.mktemp("quantize") / "g.onnx"
+    program.save(str(path), external_data=False)
+    return path
+
+
+def images(n: int, seed: int) -> np.ndarray:
+    """Blocky random colour images: smooth enough that the network's outputs have structure for SSIM."""
+    coarse = np.random.default_rng(seed).uniform(-1, 1, (n, 3, SIZE // 4, SIZE // 4)).astype(np.float32)
+    return coarse.repeat(4, axis=2).repeat(4, axis=3)
+
+
+def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
+    return session(model).run(None, {"image": x})[0]
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def test_ssim_of_identical_images_is_one_and_psnr_infinite() -> None:
+    x = images(2, 0)
+    assert ssim(x, x) == 1.0
+    assert psnr(x, x) == math.inf
+
+
+def test_ssim_falls_as_noise_grows() -> None:
+    x = images(2, 0)
+    rng = np.random.default_rng(1)
+    scores = [ssim(x, np.clip(x + rng.normal(0, sigma, x.shape), -1, 1)) for sigma in (0.01, 0.05, 0.2)]
+    assert 1.0 > scores[0] > scores[1] > scores[2]
+
+
+def test_psnr_of_constant_offset() -> None:
+    x = images(1, 0) * 0.5  # away from ±1 so the offset is never clipped
+    assert psnr(x, x + 0.02) == pytest.approx(20 * math.log10(2 / 0.02), abs=1e-3)  # 40 dB
+    assert psnr(x, x + 0.02, data_range=1.0) == pytest.approx(20 * math.log10(1 / 0.02), abs=1e-3)
+
+
+def test_ssim_works_on_images_smaller_than_its_window() -> None:
+    x = images(1, 0)[:, :, :6, :5]
+    assert ssim(x, x) == 1.0
+    assert 0 < ssim(x, -x * 0.5) < 1
+
+
+def test_metrics_reject_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        ssim(np.zeros((1, 3, 8, 8)), np.zeros((1, 3, 8, 9)))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        psnr(np.zeros((3, 8, 8)), np.zeros((3, 8, 8)))
+
+
+def test_modules_do_not_import_torch() -> None:
+    code = "import sys, translate.metrics, translate.quantize; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------------------ float16
+
+
+def test_float16_model_is_valid_and_close(fp32_model: Path) -> None:
+    fp32 = onnx.load(fp32_model)
+    fp16 = to_float16(fp32)
+    onnx.checker.check_model(fp16, full_check=True)
+    assert fp16.ir_version == fp32.ir_version
+    # The interface is unchanged: float32 image in, float32 output out.
+    for value in (*fp16.graph.input, *fp16.graph.output):
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [v.name for v in fp16.graph.input] == ["image"]
+    assert [v.name for v in fp16.graph.output] == ["output"]
+    # Conv weights are half precision; Pad's int64 pads are not touched.
+    types = {t.name: t.data_type for t in fp16.graph.initializer}
+    conv = next(n for n in fp16.graph.node if n.op_type == "Conv")
+    assert types[conv.input[1]] == onnx.TensorProto.FLOAT16
+    pad = next(n for n in fp16.graph.node if n.op_type == "Pad")
+    assert types[pad.input[1]] == onnx.TensorProto.INT64
+
+    x = images(2, 1)
+    expected, actual = run(fp32, x), run(fp16, x)
+    assert actual.dtype == np.float32 and actual.shape == expected.shape
+    assert psnr(expected, actual) > 50  # measured about 72 dB
+    # Dynamic sizes survive the conversion.
+    assert run(fp16, images(1, 2)[:, :, :, :16]).shape == (1, 3, SIZE, 16)
+
+
+def test_float16_keeps_instance_norm_in_float32(fp32_model: Path) -> None:
+    fp16 = onnx.shape_inference.infer_shapes(to_float16(onnx.load(fp32_model)), strict_mode=True)
+    types = {v.name: v.type.tensor_type.elem_type for v in fp16.graph.value_info}
+    types.update({t.name: t.data_type for t in fp16.graph.initializer})
+    norms = [n for n in fp16.graph.node if n.op_type == "InstanceNormalization"]
+    assert norms
+    for node in norms:
+        assert [types[name] for name in node.input] == [onnx.TensorProto.FLOAT] * 3
+        assert types[node.output[0]] == onnx.TensorProto.FLOAT
+    convs = [n for n in fp16.graph.node if n.op_type == "Conv"]
+    assert all(types[n.output[0]] == onnx.TensorProto.FLOAT16 for n in convs)
+
+
+def test_float16_without_exceptions_has_no_float32_compute(fp32_model: Path) -> None:
+    fp16 = onnx.shape_inference.infer_shapes(to_float16(onnx.load(fp32_model), keep_float32=()), strict_mode=True)
+    types = {v.name: v.type.tensor_type.elem_type for v in fp16.graph.value_info}
+    norm = next(n for n in fp16.graph.node if n.op_type == "InstanceNormalization")
+    assert types[norm.output[0]] == onnx.TensorProto.FLOAT16
+    assert sum(n.op_type == "Cast" for n in fp16.graph.node) == 2  # the input's and the output's
+
+
+def test_float16_handles_constants_casts_and_outputs_of_kept_nodes() -> None:
+    """Constant(value_float) and Cast(to=float) become float16; an output written by a kept node stays float32."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Constant", [], ["half"], value_float=0.5),
+        helper.make_node("Mul", ["x", "half"], ["scaled"]),
+        helper.make_node("InstanceNormalization", ["scaled", "gain", "shift"], ["normed"]),
+        helper.make_node("Cast", ["count"], ["count_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["normed", "count_f"], ["shifted"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 4, 4]),
+            helper.make_tensor_value_info("count", TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("normed", TensorProto.FLOAT, ["n", 2, 4, 4]),
+            helper.make_tensor_value_info("shifted", TensorProto.FLOAT, ["n", 2, 4, 4]),
+        ],
+        [
+            onnx.numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "gain"),
+            onnx.numpy_helper.from_array(np.array([0.0, 0.5], np.float32), "shift"),
+        ],
+    )
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    fp16 = to_float16(fp32)
+    onnx.checker.check_model(fp16, full_check=True)
+    initializers = {t.name: t.data_type for t in fp16.graph.initializer}
+    assert initializers == {"gain": TensorProto.FLOAT, "shift": TensorProto.FLOAT}  # only InstanceNorm reads them
+    cast = next(n for n in fp16.graph.node if n.output == ["count_f"])
+    assert cast.attribute[0].i == TensorProto.FLOAT16
+
+    feeds = {"x": images(1, 0)[:, :2, :4, :4], "count": np.array([3])}
+    expected, actual = session(fp32).run(None, feeds), session(fp16).run(None, feeds)
+    for e, a in zip(expected, actual, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, e, atol=1e-2)
+
+
+# ------------------------------------------------------------------------------------------------ int8
+
+
+def test_int8_model_runs_and_stays_close(fp32_model: Path, tmp_path: Path) -> None:
+    calibration = images(8, 3)
+    out = tmp_path / "g.int8.onnx"
+    quantize_int8(fp32_model, out, ({"image": calibration[i : i + 1]} for i in range(len(calibration))))
+    model = onnx.load(out)
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert [p.name for p in tmp_path.iterdir()] == ["g.int8.onnx"]  # no temp files left beside it
+    x = images(4, 4)
+    expected, actual = run(fp32_model, x), run(out, x)
+    assert actual.dtype == np.float32 and actual.shape == expected.shape
+    assert ssim(expected, actual) > 0.95  # measured 0.987-0.991 over three random initialisations
+
+
+def test_int8_without_calibration_raises(fp32_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g.int8.onnx"
+    with pytest.raises(QuantizationError, match="calibration"):
+        quantize_int8(fp32_model, out, iter(()))
+    assert not out.exists()
+    assert issubclass(QuantizationError, ValueError)
