@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -23,6 +24,11 @@ def test_manifest_matches_the_files() -> None:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["name"]
         assert path.stat().st_size <= 8 * 1024 * 1024
         assert {"recipe", "data", "steps", "command", "seed"} <= set(entry)
+        # The ONNX export of the same generator, made from exactly this checkpoint.
+        exported = pretrained_dir() / entry["onnx"]
+        assert hashlib.sha256(exported.read_bytes()).hexdigest() == entry["onnx_sha256"], entry["onnx"]
+        props = {p.key: p.value for p in onnx.load(exported).metadata_props}
+        assert props["source_sha256"] == entry["sha256"] and props["recipe"] == entry["recipe"]
 
 
 @pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cgan"])

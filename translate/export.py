@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from torch import nn
 
 from translate import __version__, checkpoint
 from translate.errors import TranslateError
+from translate.files import atomic_copy
 from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
 from translate.metrics import psnr, ssim
 from translate.models import load_generator, resolve_checkpoint, shipped_models
@@ -47,7 +47,7 @@ FP32_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on
 # trades a little fidelity for speed, and below this it visibly changes pictures).
 MIN_SSIM = {"fp16": 0.99, "int8": 0.95}
 PRECISIONS = ("fp32", "fp16", "int8")
-CALIBRATION_IMAGES = 64  # images used to calibrate int8 activation ranges (more adds time, not accuracy)
+CALIBRATION_IMAGES = 32  # calibrate int8 activation ranges on this many images (more adds time, little accuracy)
 EVALUATION_IMAGES = 8  # images (held out from calibration when there are enough) for the int8/fp16 check
 
 
@@ -91,7 +91,7 @@ def export(
             "expect a smaller file rather than more speed"
         )
     if precision == "int8" and not generator and calibrate is None:
-        raise ExportError("--int8 needs --calibrate DIR: a folder of typical input images (50-200 is plenty)")
+        raise ExportError("--int8 needs --calibrate DIR: a folder of typical input images (a few dozen is enough)")
     target = out or Path(_default_name(model, source, None if generator else direction, precision))
     if target.suffix.lower() != ".onnx":
         raise ExportError(f"--out {target}: the file name must end in .onnx")
@@ -124,7 +124,7 @@ def export(
             _reduce_precision(fp32_path, final, precision, meta, generator, calibration, feeds)
             _check_reduced(final, fp32_path, precision, feeds, result.checks)
             log(result.checks[-1])
-        _replace(final, target)
+        atomic_copy(final, target)
     result.bytes = target.stat().st_size
     return result
 
@@ -455,23 +455,3 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _replace(source: Path, target: Path) -> None:
-    """Copy into a temp file beside `target`, then rename: a reader never sees a half-written model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle, open(source, "rb") as src:
-            while chunk := src.read(1 << 20):
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes files private; an exported model is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

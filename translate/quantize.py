@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from translate.errors import TranslateError
+from translate.files import atomic_copy
 
 __all__ = ["QuantizationError", "quantize_int8", "to_float16"]
 
@@ -242,7 +242,7 @@ def quantize_int8(
                     "CalibStridedMinMax": 1,
                 },
             )
-        _replace(quantized, out_path)
+        atomic_copy(quantized, out_path)
 
 
 _LAYERS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -261,21 +261,3 @@ def _float_nodes(model: onnx.ModelProto) -> list[str]:
         if node is not None and node.op_type in _LAYERS and node.name not in names:
             names.append(node.name)
     return names
-
-
-def _replace(source: Path, target: Path) -> None:
-    """Move `source` to `target` through a temp file beside `target`, so no reader sees a half-written model."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(source.read_bytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes files private; a model is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
