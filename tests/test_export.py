@@ -168,19 +168,14 @@ def test_failed_parity_check_writes_nothing(runs: Path, tmp_path: Path, monkeypa
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_b2a_export_names_and_direction_checks(runs: Path, photos: Path, tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    result = RUNNER.invoke(app, ["export", str(runs / "cyclegan"), "--direction", "b2a"], catch_exceptions=False)
-    # The default name is taken from the run folder, in the current folder.
+def test_b2a_export_names_and_direction_checks(
+    runs: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _cli("export", runs / "cyclegan", "--direction", "b2a")
     assert result.exit_code == 0, result.output
-    default = Path("cyclegan_b2a.onnx")
-    try:
-        assert _metadata(default)["direction"] == "b2a"
-        moved = work / "cyclegan_b2a.onnx"
-        default.replace(moved)
-    finally:
-        default.unlink(missing_ok=True)
+    moved = tmp_path / "cyclegan_b2a.onnx"  # named after the run folder and direction, in the current folder
+    assert _metadata(moved)["direction"] == "b2a"
     wrong = _cli("apply", photos, "--model", moved, "--direction", "a2b", "--out", tmp_path / "x")
     assert wrong.exit_code == 1 and "holds the b2a generator" in _flat(wrong.output)
     # Without --direction, the file's own direction names the default output folder.
