@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -223,8 +224,9 @@ def quantize_int8(
         # Folds constants and records shapes so every Conv is recognised (symbolic shape inference is skipped:
         # it targets transformers and trips over the exporter's "4*h" dimensions).
         quant_pre_process(model_path, prepared, skip_symbolic_shape=True)
-        # The calibrator prints progress to stdout; a command line's output is not the place for it.
-        with contextlib.redirect_stdout(io.StringIO()):
+        # The calibrator prints progress to stdout, and the quantiser logs a warning for every rank-1 weight (a
+        # bias, quantised per tensor as it should be): neither is for a command line's output.
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
             quantize_static(
                 prepared,
                 quantized,
@@ -243,6 +245,16 @@ def quantize_int8(
                 },
             )
         atomic_copy(quantized, out_path)
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 _LAYERS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
