@@ -10,6 +10,7 @@ to load, so the provider actually running is checked and named.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import sys
@@ -93,7 +94,8 @@ def create_session(model: Path | bytes, device: str = "auto") -> tuple[onnxrunti
                     f"--device {device}: this onnxruntime lacks the CUDA provider; install onnxruntime-gpu"
                 )
         else:
-            if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, when that is where they are
+            # CUDA and cuDNN may come as nvidia-* wheels (e.g. installed with PyTorch) rather than system libraries.
+            if hasattr(ort, "preload_dlls") and importlib.util.find_spec("nvidia") is not None:
                 ort.preload_dlls()
             cuda_options = {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"}
             providers.insert(0, ("CUDAExecutionProvider", cuda_options))
