@@ -102,6 +102,8 @@ def export(
 
     module, meta = load_generator(source, direction)  # eval mode: dropout off, batch norm on running statistics
     module = module.float().eval()
+    what = spec.name if generator else f"{spec.name} {direction}"
+    log(f"exporting {what} (step {meta['step']}) from {source} to {precision} ONNX ...")
     if calibration:
         calibration = _crop_squares(calibration, int(data["image_size"]), int(getattr(module, "stride", 1)))
     proto, inputs = _to_onnx(module, meta, generator, opset)
