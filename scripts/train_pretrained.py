@@ -14,13 +14,14 @@ steps, seed, command, wall time and both files' sha256 in pretrained/manifest.js
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from translate.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_NOTE = (
@@ -32,14 +33,6 @@ MODELS: dict[str, dict[str, object]] = {
     "mnist-dcgan": {"recipe": "dcgan", "steps": 3000, "description": "32 px MNIST digits, unconditional DCGAN"},
     "mnist-cgan": {"recipe": "cgan", "steps": 3000, "description": "32 px MNIST digits, one class per digit"},
 }
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train(name: str, spec: dict[str, object], data: Path, runs: Path, seed: int) -> tuple[list[str], float]:
@@ -78,7 +71,7 @@ def export_onnx(name: str, out_dir: Path) -> dict[str, object]:
     target = out_dir / f"{name}.onnx"
     command = ["translate", "export", str(out_dir / f"{name}.safetensors"), "--out", str(target), "--overwrite"]
     subprocess.run(command, check=True)
-    return {"onnx": target.name, "onnx_bytes": target.stat().st_size, "onnx_sha256": sha256(target)}
+    return {"onnx": target.name, "onnx_bytes": target.stat().st_size, "onnx_sha256": sha256_file(target)}
 
 
 def main() -> None:
@@ -114,7 +107,7 @@ def main() -> None:
             "machine": "2-core x86-64 CPU",
         }
         path = pack(name, args.runs / name, args.out, record)
-        entries[name] = {**record, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path)}
+        entries[name] = {**record, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
         entries[name].update(export_onnx(name, args.out))
         print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB) in {seconds / 60:.1f} min", file=sys.stderr)
     manifest_path.write_text(json.dumps({"models": list(entries.values())}, indent=2) + "\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from httpserver import Server, serve
 from PIL import Image
 
@@ -38,6 +39,16 @@ def make_shapes(folder: Path, count: int, *, shape: str, size: int = 40, seed: i
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a whole test module, restored afterwards. Tiny models gain nothing from more, and on
+    a busy CI machine OpenMP threads waiting for a descheduled sibling can make every forward pass take ~0.4 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from translate.imageio import load_image, to_float, to_uint8
 from translate.models import load_generator, load_translator, resolve_checkpoint
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
 OLD_NS = 1_000_000_000 * 10**9  # an mtime (2001) that no fresh write can have
 
@@ -126,16 +126,6 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    # A tiny model gains nothing from intra-op threads, and on a busy CI machine OpenMP threads waiting for a
-    # descheduled sibling can make every forward pass take ~0.4 s. Restored for the other test modules.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from translate.errors import TranslateError
+from translate.files import sha256_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -343,14 +344,6 @@ def safe_extract(archive: Path, target: Path, *, strip_root: bool = False) -> No
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -381,7 +374,7 @@ def _verify(archive: Path, url: str) -> str:
     An archive with no record (placed by hand after a failed download) is recorded instead.
     """
     record_path = archive.with_name(archive.name + ".json")
-    actual = _sha256_file(archive)
+    actual = sha256_file(archive)
     if not record_path.exists():
         _record(url, archive, actual)  # trust on first use, as for a fresh download
         return actual

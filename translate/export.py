@@ -16,7 +16,6 @@ writes nothing and raises ExportError.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import math
@@ -34,7 +33,7 @@ from torch import nn
 
 from translate import __version__, checkpoint
 from translate.errors import TranslateError
-from translate.files import atomic_copy
+from translate.files import atomic_copy, sha256_file
 from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
 from translate.metrics import psnr, ssim
 from translate.models import load_generator, resolve_checkpoint, shipped_models
@@ -110,7 +109,8 @@ def export(
     actual_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if actual_opset != opset:
         log(f"note: the exporter wrote opset {actual_opset} (asked for {opset}); the file records {actual_opset}")
-    _set_metadata(proto, meta, spec.name, direction, generator, precision, _sha256(source), actual_opset, module)
+    # The target precision goes in from the start: the fp16/int8 conversions carry the metadata over.
+    _set_metadata(proto, meta, spec.name, direction, generator, precision, sha256_file(source), actual_opset, module)
     onnx.checker.check_model(proto)
 
     result = ExportResult(path=target, precision=precision, opset=actual_opset, bytes=0)
@@ -123,7 +123,7 @@ def export(
         if precision != "fp32":
             final = Path(tmp) / f"{precision}.onnx"
             feeds = _evaluation_feeds(meta, generator, calibration, inputs)
-            _reduce_precision(fp32_path, final, precision, meta, generator, calibration, feeds)
+            _reduce_precision(fp32_path, final, precision, meta, generator, calibration)
             _check_reduced(final, fp32_path, precision, feeds, result.checks)
             log(result.checks[-1])
         atomic_copy(final, target)
@@ -278,14 +278,6 @@ def _set_metadata(
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
 
 
-def _update_precision(path: Path, precision: str) -> None:
-    model = onnx.load(path)
-    for entry in model.metadata_props:
-        if entry.key == "precision":
-            entry.value = precision
-    onnx.save(model, path)
-
-
 # ----------------------------------------------------------------------------------------- parity checks
 
 
@@ -345,18 +337,20 @@ def _evaluation_feeds(
 ) -> list[dict[str, np.ndarray]]:
     """Inputs for the reduced-precision check: held-out real images when given, else the fp32 check's inputs."""
     if generator:
-        config = meta["config"]
-        rng = np.random.default_rng(1)  # not the calibration latents
-        classes = len(config.get("class_names") or [])
-        n, latent_dim = 32, int(config["latent_dim"])
-        feed = {"z": rng.standard_normal((n, latent_dim), dtype=np.float32)}
-        if classes:
-            feed["label"] = (np.arange(n) % classes).astype(np.int64)
-        return [feed]
+        return [_latent_feed(meta["config"], 32, np.random.default_rng(1))]  # not the calibration latents
     if not calibration:
         return inputs
     held_out = calibration[-EVALUATION_IMAGES:]
     return [{"image": image[None]} for image in held_out]
+
+
+def _latent_feed(config: dict, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """n standard-normal latents, with random labels for a class-conditional generator."""
+    feed = {"z": rng.standard_normal((n, int(config["latent_dim"])), dtype=np.float32)}
+    classes = len(config.get("class_names") or [])
+    if classes:
+        feed["label"] = rng.integers(0, classes, n).astype(np.int64)
+    return feed
 
 
 # ----------------------------------------------------------------------------------------- fp16 and int8
@@ -369,29 +363,20 @@ def _reduce_precision(
     meta: dict,
     generator: bool,
     calibration: list[np.ndarray],
-    held_out: list[dict[str, np.ndarray]],
 ) -> None:
     from translate.quantize import quantize_int8, to_float16
 
     if precision == "fp16":
         onnx.save(to_float16(onnx.load(fp32_path)), out)
     else:
-        quantize_int8(fp32_path, out, _calibration_feeds(meta, generator, calibration, held_out))
-    _update_precision(out, precision)
+        quantize_int8(fp32_path, out, _calibration_feeds(meta, generator, calibration))
 
 
-def _calibration_feeds(
-    meta: dict, generator: bool, calibration: list[np.ndarray], held_out: list[dict[str, np.ndarray]]
-) -> Iterator[dict[str, np.ndarray]]:
+def _calibration_feeds(meta: dict, generator: bool, calibration: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     if generator:
-        config = meta["config"]
         rng = np.random.default_rng(0)
-        classes = len(config.get("class_names") or [])
         for _ in range(8):
-            feed = {"z": rng.standard_normal((16, int(config["latent_dim"])), dtype=np.float32)}
-            if classes:
-                feed["label"] = rng.integers(0, classes, 16).astype(np.int64)
-            yield feed
+            yield _latent_feed(meta["config"], 16, rng)
         return
     # Hold the evaluation images out of calibration when there are enough images for both.
     images = calibration[:-EVALUATION_IMAGES] if len(calibration) > 2 * EVALUATION_IMAGES else calibration
@@ -449,11 +434,3 @@ def _default_name(model: str, source: Path, direction: str | None, precision: st
         name = source.stem
     parts = [name] + ([direction] if direction else []) + ([precision] if precision != "fp32" else [])
     return "_".join(parts) + ".onnx"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

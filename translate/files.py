@@ -1,7 +1,8 @@
-"""Writing model files so that a reader never sees a half-written one — **no torch**."""
+"""Model and archive files: atomic copies and content hashes — **no torch**."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,3 +26,12 @@ def atomic_copy(source: Path, target: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
