@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from translate.models import load_generator
 from translate.recipes import RECIPES
 from translate.runtime import create_session, cuda_devices, physical_cores
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
 TRANSLATORS = [name for name, spec in RECIPES.items() if "generate" not in spec.directions]
 GENERATORS = [name for name, spec in RECIPES.items() if "generate" in spec.directions]
@@ -71,14 +71,6 @@ def _pixels(path: Path) -> np.ndarray:
 
 def _metadata(path: Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in onnx.load(path).metadata_props}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +123,7 @@ def test_every_recipe_exports_with_metadata_and_dynamic_shapes(
     assert meta["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert meta["image_size"] == "32" and meta["precision"] == "fp32"
     assert not list(exported[recipe].parent.glob("*.data"))  # weights inside the file, not beside it
+    assert not any(node.metadata_props for node in model.graph.node)  # no exporter stack traces (source paths)
 
     session, where = create_session(exported[recipe], "cpu")
     assert where == "CPU"

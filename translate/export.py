@@ -225,7 +225,16 @@ def _dynamo_export(
             )
         except Exception as exc:
             raise ExportError(f"the ONNX exporter failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    return program.model_proto
+    proto = program.model_proto
+    # The exporter annotates nodes and values with Python stack traces (absolute source paths) and FX names: debug
+    # information for the exporter itself, which would leak paths into shared files and tie the bytes to line
+    # numbers. Only the model-level metadata (set below) is kept.
+    for item in (*proto.graph.node, *proto.graph.value_info, *proto.graph.input, *proto.graph.output):
+        del item.metadata_props[:]
+    for tensor in proto.graph.initializer:
+        del tensor.metadata_props[:]
+    del proto.graph.metadata_props[:]
+    return proto
 
 
 def _prepend_label_lookup(proto: onnx.ModelProto, table: np.ndarray) -> None:
