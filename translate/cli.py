@@ -85,13 +85,29 @@ def train(
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
     image_size: Annotated[int | None, typer.Option(help="Training size in px (cyclegan 256, generators 64).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step (cyclegan 1, generators 128).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per step and process (cyclegan 1, generators 128).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(help="Run name (default: the data folder's name).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run OUT/NAME from its newest checkpoint.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="fp32, bf16 or fp16 autocast; auto: bf16 where the device has it natively.")
+    ] = "auto",
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the networks (slower start, faster steps on GPUs).")
+    ] = False,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--contiguous", help="Memory format (default: channels_last on CUDA)."),
+    ] = None,
+    grad_checkpointing: Annotated[
+        bool,
+        typer.Option("--grad-checkpointing", help="Recompute generator activations in backward: less memory."),
+    ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for weights, data order and jitter (default 0).")] = None,
     preset: Annotated[
         str | None,
@@ -126,6 +142,10 @@ def train(
             name=name,
             resume=resume,
             device=device,
+            precision=precision,
+            compile=compile_,
+            channels_last=channels_last,
+            grad_checkpointing=grad_checkpointing,
             preset=preset,
             options=options,
             overrides=set_ or [],

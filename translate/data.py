@@ -200,9 +200,14 @@ def preview_images(domain: Domain, count: int, image_size: int) -> torch.Tensor:
     return torch.from_numpy(to_float(np.stack(images)))
 
 
-def default_num_workers() -> int:
-    # One process per spare core: the main process runs the model, workers decode and jitter.
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+def default_num_workers(processes: int = 1) -> int:
+    """DataLoader workers for each of `processes` training processes on this machine.
+
+    One worker per spare core of the process's share (its main thread runs the model), at most 4: decoded
+    images are cached, so jitter is cheap and more workers only cost memory.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cores // max(1, processes) - 1))
 
 
 def merge_domains(domains: list[Domain], root: Path) -> Domain:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader
 from translate import checkpoint, datasets
 from translate.config import ConfigError, apply_overrides, describe, from_dict, to_dict
 from translate.data import CounterSampler, DataError, default_num_workers
-from translate.engine import Engine
+from translate.engine import Engine, init_distributed, main_process_first, shutdown_distributed
 from translate.imageio import make_grid, save_image, to_uint8
 from translate.recipes import get_recipe
 from translate.recipes.base import Recipe, RecipeSpec, TrainingData
@@ -64,22 +65,32 @@ class Trainer:
         self.progress = progress
         self._stop_signal: str | None = None
         self._last_saved: Path | None = None
+        self._resumed_samples = (0, 0)  # (step, sample counter) the run started from
 
     # -- checkpoints ---------------------------------------------------------------------------------------
+    @property
+    def samples_per_step(self) -> int:
+        """Data samples one step consumes over all processes (the sample counter's advance)."""
+        return self.config.train.batch_size * self.recipe.batches_per_step * self.engine.world_size
+
     def save(self, step: int) -> Path:
+        """Write a checkpoint (rank 0 only: every rank holds the same weights)."""
         path = checkpoint.checkpoint_path(self.run_dir, step)
+        self._last_saved = path
+        if not self.engine.is_main:
+            return path
+        optimizers = self.recipe.optimizers()
         checkpoint.save(
             path,
             recipe=self.recipe.name,
             config=to_dict(self.config),
             step=step,
             modules=self.recipe.modules(),
-            optimizers=self.recipe.optimizers(),
+            optimizers=optimizers,
             extra=self.recipe.extra_state(),
             rng=self.engine.rng_state(),
-            info=self.info,
+            info={**self.info, "samples": self._samples(step), "scalers": self.engine.scaler_state(optimizers)},
         )
-        self._last_saved = path
         keep = self.config.train.keep_checkpoints
         if keep:
             for old in checkpoint.list_checkpoints(self.run_dir)[:-keep]:
@@ -88,11 +99,22 @@ class Trainer:
 
     def restore(self, ckpt: checkpoint.Checkpoint) -> int:
         """Load a checkpoint into the recipe; returns the step to continue from."""
-        extra, rng = checkpoint.restore(ckpt, modules=self.recipe.modules(), optimizers=self.recipe.optimizers())
+        optimizers = self.recipe.optimizers()
+        extra, rng = checkpoint.restore(ckpt, modules=self.recipe.modules(), optimizers=optimizers)
         self.recipe.load_extra_state(extra)
         self.engine.load_rng_state(rng)
+        if not self.engine.is_main:  # the saved RNG state is rank 0's; the others draw their own noise
+            self.engine.seed(self.config.train.seed + ckpt.step)
+        self.engine.load_scaler_state(ckpt.meta["info"].get("scalers", {}), optimizers)
         self._last_saved = ckpt.path
+        # Runs saved before the counter was recorded consumed step × batch samples (one process).
+        self._resumed_samples = (ckpt.step, ckpt.meta["info"].get("samples", ckpt.step * self.config.train.batch_size))
         return ckpt.step
+
+    def _samples(self, step: int) -> int:
+        """The sample counter after `step` steps: where a resumed run's data stream continues."""
+        start_step, start_samples = self._resumed_samples
+        return start_samples + (step - start_step) * self.samples_per_step
 
     # -- outputs -------------------------------------------------------------------------------------------
     def write_preview(self, step: int) -> Path:
@@ -108,11 +130,15 @@ class Trainer:
     def _loader(self, start_step: int) -> Iterator[dict[str, Tensor]]:
         batch_size = self.config.train.batch_size * self.recipe.batches_per_step
         workers = self.config.data.num_workers
-        workers = default_num_workers() if workers is None else workers
+        processes = self.engine.dist.local_world_size if self.engine.dist else 1
+        workers = default_num_workers(processes) if workers is None else workers
+        # Each rank takes every world_size-th sample of the one global stream, so together the ranks consume
+        # a contiguous range per step, whatever their number (and a resume under another number continues it).
+        sampler = CounterSampler(self._samples(start_step) + self.engine.rank, stride=self.engine.world_size)
         loader = DataLoader(
             self.data.dataset,
             batch_size=batch_size,
-            sampler=CounterSampler(start_step * batch_size),
+            sampler=sampler,
             num_workers=workers,
             pin_memory=self.engine.device.type == "cuda",
             persistent_workers=workers > 0,
@@ -151,51 +177,65 @@ class Trainer:
         """Train to `config.train.steps` (or `stop_at`); returns the last checkpoint written."""
         cfg = self.config.train
         total = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_file = self.run_dir / "metrics.jsonl"
-        # Reading losses back forces a device sync, so on GPUs they are checked only at log steps.
-        check_every = 1 if self.engine.device.type == "cpu" else cfg.log_every
+        writer = self.engine.is_main  # under DDP only rank 0 writes files and draws progress
+        distributed = self.engine.world_size > 1
+        # Reading losses back waits for the device (and across processes is a collective), so on GPUs and under
+        # DDP they are read only at log steps: no per-step host synchronisation. A lone CPU process checks every step.
+        check_every = 1 if self.engine.device.type == "cpu" and not distributed else cfg.log_every
         sums: dict[str, Tensor] = {}
         window_start, window_steps = time.perf_counter(), 0
         shown = rate = ""
         if start_step == 0:  # noise, labels, dropout: seeded here; a resumed run has restored its saved RNG state
-            torch.manual_seed(cfg.seed)
+            self.engine.seed(cfg.seed)
+        if writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         batches = self._loader(start_step)
+        log_file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if writer else contextlib.nullcontext()
         with (
+            self.engine.backend_settings(),
             self._signals(),
-            _progress(self.console, enabled=self.progress) as bar,
-            open(metrics_file, "a", encoding="utf-8") as log,
+            _progress(self.console, enabled=self.progress and writer) as bar,
+            log_file as log,
         ):
             task = bar.add_task("training", total=cfg.steps, completed=start_step, losses="", rate="")
             for step in range(start_step, total):
                 metrics = self.recipe.train_step(self.engine.to_device(next(batches)), step)
                 done = step + 1
                 for key, value in metrics.items():
-                    sums[key] = sums[key] + value if key in sums else value.clone()
+                    value = value.float()  # bf16/fp16 losses would lose digits when summed over a window
+                    sums[key] = sums[key] + value if key in sums else value
                 window_steps += 1
-                if done % check_every == 0 or done == total:
+                checking = done % check_every == 0 or done == total
+                if checking:
+                    sums = self.engine.all_mean(sums)  # every rank sees the same values and stops together
                     self._check_finite(sums, done, window_steps if check_every > 1 else 1)
                 if done % cfg.log_every == 0 or done == total:
                     elapsed = time.perf_counter() - window_start
                     record = {k: float(v) / window_steps for k, v in sums.items()}
                     record = {"step": done, **record, "it_s": window_steps / max(elapsed, 1e-9)}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
                     rate = f"{record['it_s']:.2f} it/s"
                     shown = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("step", "it_s"))
-                    if not bar.live.is_started:  # no terminal: one plain line per log step instead of a bar
-                        self.console.print(f"step {done}/{cfg.steps} {shown} ({rate})", highlight=False, soft_wrap=True)
+                    if writer:
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                        if not bar.live.is_started:  # no terminal: one plain line per log step instead of a bar
+                            line = f"step {done}/{cfg.steps} {shown} ({rate})"
+                            self.console.print(line, highlight=False, soft_wrap=True)
                     sums, window_start, window_steps = {}, time.perf_counter(), 0
                 bar.update(task, completed=done, losses=shown, rate=rate)
-                if done % cfg.preview_every == 0 or done == total:
+                if writer and (done % cfg.preview_every == 0 or done == total):
                     self.write_preview(done)
+                # Under DDP a stop request is shared at check steps, so that every rank stops after the same step.
                 stopping = self._stop_signal is not None
+                if distributed:
+                    stopping = checking and self.engine.any_rank(stopping)
                 if done % cfg.checkpoint_every == 0 or done == total or stopping:
                     self.save(done)
                 if stopping:
                     raise TrainingStopped(
-                        f"stopped by {self._stop_signal} at step {done}; checkpoint {self._last_saved}. Continue "
-                        f"with: translate train --out {self.run_dir.parent} --name {self.run_dir.name} --resume",
+                        f"stopped by {self._stop_signal or 'another rank'} at step {done}; checkpoint "
+                        f"{self._last_saved}. Continue with: translate train --out {self.run_dir.parent} "
+                        f"--name {self.run_dir.name} --resume",
                         interrupted=True,
                     )
         assert self._last_saved is not None
@@ -264,6 +304,10 @@ class TrainRequest:
     name: str | None = None
     resume: bool = False
     device: str = "auto"
+    precision: str = "auto"  # how the run computes (engine settings): free to change on resume
+    compile: bool = False
+    channels_last: bool | None = None
+    grad_checkpointing: bool = False
     preset: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # first-class options, e.g. {"train.steps": 100}
     overrides: list[str] = field(default_factory=list)  # --set key=value
@@ -307,8 +351,21 @@ def _default_run_dir(out: Path, stem: str, resume: bool) -> Path:
 
 
 def train(request: TrainRequest, console: Console | None = None) -> Path:
-    """Resolve data, config and run folder, train, and return the run folder."""
-    console = console or Console(stderr=True)
+    """Resolve data, config and run folder, train, and return the run folder.
+
+    Launched by torchrun with several processes, this is one rank of a DistributedDataParallel run: every rank
+    trains on its share of each step's samples, and rank 0 alone writes and reports.
+    """
+    launch = init_distributed(request.device)
+    try:
+        if launch is not None and launch.rank != 0:
+            console = Console(stderr=True, quiet=True)
+        return _train(request, console or Console(stderr=True))
+    finally:
+        shutdown_distributed()
+
+
+def _train(request: TrainRequest, console: Console) -> Path:
     if request.name is not None:
         run_dir = request.out / request.name
     elif request.data is not None:
@@ -349,24 +406,37 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
         data_arg, domain_a, domain_b = request.data, request.domain_a, request.domain_b
 
     family = "pix2pix" if spec.name == "pix2pix" else "cyclegan"
-    data_path = resolve_data(data_arg, family, console) if data_arg is not None else None
+    with main_process_first():
+        data_path = resolve_data(data_arg, family, console) if data_arg is not None else None
     data = spec.make_data(config, data_path, domain_a=domain_a, domain_b=domain_b, console=console)
     config = complete_config(spec, config, data)
-    engine = Engine(request.device)
+    engine = Engine(
+        request.device,
+        precision=request.precision,
+        channels_last=request.channels_last,
+        compile=request.compile,
+        grad_checkpointing=request.grad_checkpointing,
+    )
     recipe = spec.build(config, engine)
-    info = {"data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)}}
+    info = {
+        "data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)},
+        "engine": engine.describe(),
+    }
     trainer = Trainer(recipe, data, engine, run_dir, info=info, console=console, progress=request.progress)
     start = trainer.restore(ckpt) if ckpt is not None else 0
     if start >= config.train.steps:
         console.print(f"{run_dir}: already trained for {start} steps; pass --steps N (N > {start}) to go on")
         return run_dir
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "config.json", {"recipe": spec.name, "config": to_dict(config), **info})
+    if engine.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json", {"recipe": spec.name, "config": to_dict(config), **info})
     verb = f"resuming at step {start}" if start else "training"
+    where = f"{engine.device} ×{engine.world_size} processes" if engine.world_size > 1 else str(engine.device)
+    batch = f"batch {config.train.batch_size}" + (" per process" if engine.world_size > 1 else "")
     console.print(
-        f"{spec.name}: {verb} for {config.train.steps} steps on {data.summary}, {engine.device}, "
-        f"{config.data.image_size} px, batch {config.train.batch_size} → {run_dir}",
+        f"{spec.name}: {verb} for {config.train.steps} steps on {data.summary}, {where}, {engine.precision}, "
+        f"{config.data.image_size} px, {batch} → {run_dir}",
         highlight=False,
         soft_wrap=True,
     )

@@ -45,10 +45,3 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
                 nn.init.normal_(m.weight, 1.0, gain)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
-
-
-def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
-    """Freeze or unfreeze parameters, e.g. the discriminators while the generators are updated through them."""
-    for module in modules:
-        for p in module.parameters():
-            p.requires_grad_(flag)

@@ -22,7 +22,7 @@ from translate.config import ConfigError, DataConfig, OptimConfig, TrainConfig
 from translate.data import UnpairedDataset, preview_images, scan_domain, unpaired_folders
 from translate.engine import Engine
 from translate.losses import ImagePool, discriminator_loss, generator_loss
-from translate.networks.layers import init_weights, set_requires_grad
+from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.resnet import ResnetGenerator
 from translate.recipes.base import TrainingData
@@ -153,18 +153,16 @@ class CycleGAN:
         # Initial weights depend on the seed alone; the global RNG is left as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.train.seed)
-            self.G_AB = build_generator(config, "a2b")
-            self.G_BA = build_generator(config, "b2a")
-            self.D_A = self._discriminator()
-            self.D_B = self._discriminator()
-            for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
+            nets = [build_generator(config, "a2b"), build_generator(config, "b2a")]
+            nets += [self._discriminator(), self._discriminator()]
+            for net in nets:
                 init_weights(net, config.init_gain)
-                engine.prepare(net)
+        self.G_AB, self.G_BA, self.D_A, self.D_B = (engine.prepare(net) for net in nets)
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = torch.optim.Adam(
+        self.opt_G = engine.adam(
             itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()), lr=config.optim.lr, betas=betas
         )
-        self.opt_D = torch.optim.Adam(
+        self.opt_D = engine.adam(
             itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=config.optim.lr, betas=betas
         )
         self.pool_A = ImagePool(config.pool_size, seed=config.train.seed + 1)  # fakes of domain A, for D_A
@@ -196,25 +194,24 @@ class CycleGAN:
         λ_cyc, λ_idt = c.lambda_cycle, c.lambda_cycle * c.lambda_identity
 
         # Generators: adversarial + cycle + identity losses; D is only a fixed critic here.
-        set_requires_grad([self.D_A, self.D_B], False)
-        with self.engine.autocast():
-            fake_B = self.G_AB(real_A)  # G(x)
-            rec_A = self.G_BA(fake_B)  # F(G(x)) ≈ x
-            fake_A = self.G_BA(real_B)  # F(y)
-            rec_B = self.G_AB(fake_A)  # G(F(y)) ≈ y
-            adv_AB = generator_loss(c.gan_loss, self.D_B(fake_B))
-            adv_BA = generator_loss(c.gan_loss, self.D_A(fake_A))
-            cyc_A = F.l1_loss(rec_A, real_A) * λ_cyc
-            cyc_B = F.l1_loss(rec_B, real_B) * λ_cyc
-            loss_G = adv_AB + adv_BA + cyc_A + cyc_B
-            if λ_idt > 0:  # G(y) ≈ y and F(x) ≈ x: keeps colours (paper, section 5.2)
-                idt_B = F.l1_loss(self.G_AB(real_B), real_B) * λ_idt
-                idt_A = F.l1_loss(self.G_BA(real_A), real_A) * λ_idt
-                loss_G = loss_G + idt_A + idt_B
-        self.engine.optimize(loss_G, self.opt_G)
+        with self.engine.frozen(self.D_A, self.D_B):
+            with self.engine.autocast():
+                fake_B = self.G_AB(real_A)  # G(x)
+                rec_A = self.G_BA(fake_B)  # F(G(x)) ≈ x
+                fake_A = self.G_BA(real_B)  # F(y)
+                rec_B = self.G_AB(fake_A)  # G(F(y)) ≈ y
+                adv_AB = generator_loss(c.gan_loss, self.D_B(fake_B))
+                adv_BA = generator_loss(c.gan_loss, self.D_A(fake_A))
+                cyc_A = F.l1_loss(rec_A, real_A) * λ_cyc
+                cyc_B = F.l1_loss(rec_B, real_B) * λ_cyc
+                loss_G = adv_AB + adv_BA + cyc_A + cyc_B
+                if λ_idt > 0:  # G(y) ≈ y and F(x) ≈ x: keeps colours (paper, section 5.2)
+                    idt_B = F.l1_loss(self.G_AB(real_B), real_B) * λ_idt
+                    idt_A = F.l1_loss(self.G_BA(real_A), real_A) * λ_idt
+                    loss_G = loss_G + idt_A + idt_B
+            self.engine.optimize(loss_G, self.opt_G)
 
         # Discriminators: real vs a history of fakes; halved so D learns slower than G (paper, section 7.1).
-        set_requires_grad([self.D_A, self.D_B], True)
         with self.engine.autocast():
             loss_D_A = 0.5 * sum(discriminator_loss(c.gan_loss, self.D_A(real_A), self.D_A(self.pool_A.query(fake_A))))
             loss_D_B = 0.5 * sum(discriminator_loss(c.gan_loss, self.D_B(real_B), self.D_B(self.pool_B.query(fake_B))))
@@ -236,18 +233,20 @@ class CycleGAN:
     @torch.no_grad()
     def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
         """Rows of a preview grid: x, G(x), F(G(x)), y, F(y), G(F(y)), each (N, C, H, W)."""
-        self.G_AB.eval()
-        self.G_BA.eval()
+        G_AB, G_BA = self.engine.unwrap(self.G_AB), self.engine.unwrap(self.G_BA)  # no DDP or compile for this
+        G_AB.eval()
+        G_BA.eval()
         try:
             real_A, real_B = inputs["A"], inputs["B"]
-            fake_B, fake_A = self.G_AB(real_A), self.G_BA(real_B)
-            return [real_A, fake_B, self.G_BA(fake_B), real_B, fake_A, self.G_AB(fake_A)]
+            fake_B, fake_A = G_AB(real_A), G_BA(real_B)
+            return [real_A, fake_B, G_BA(fake_B), real_B, fake_A, G_AB(fake_A)]
         finally:
-            self.G_AB.train()
-            self.G_BA.train()
+            G_AB.train()
+            G_BA.train()
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+        nets = {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+        return {name: self.engine.unwrap(net) for name, net in nets.items()}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}

@@ -17,7 +17,6 @@ from translate.config import ConfigError
 from translate.engine import Engine
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import DCGANDiscriminator
-from translate.networks.layers import set_requires_grad
 from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -49,8 +48,8 @@ class DCGAN(GeneratorRecipe):
             ),
         )
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         c = self.config
@@ -65,9 +64,8 @@ class DCGAN(GeneratorRecipe):
         self.engine.optimize(loss_D, self.opt_D)
 
         # G: the non-saturating loss, through the just-updated D.
-        set_requires_grad([self.D], False)  # gradients through D, not for D's weights
-        with self.engine.autocast():
-            loss_G = generator_loss(c.gan_loss, self.D(fake))
-        self.engine.optimize(loss_G, self.opt_G)
-        set_requires_grad([self.D], True)
+        with self.engine.frozen(self.D):  # gradients through D, not for D's weights
+            with self.engine.autocast():
+                loss_G = generator_loss(c.gan_loss, self.D(fake))
+            self.engine.optimize(loss_G, self.opt_G)
         return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}

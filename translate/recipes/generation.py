@@ -58,7 +58,7 @@ def build_generator(config: GeneratorConfig, direction: str = "generate") -> DCG
 
 def build_networks(
     config: GeneratorConfig, engine: Engine, discriminator: Callable[[], torch.nn.Module]
-) -> tuple[DCGANGenerator, torch.nn.Module]:
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """G and D with DCGAN's N(0, gain) init, on the engine's device; the weights depend on the seed alone and
     the global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -66,8 +66,7 @@ def build_networks(
         G, D = build_generator(config), discriminator()
         for net in (G, D):
             init_weights(net, config.init_gain)
-            engine.prepare(net)
-    return G, D
+    return engine.prepare(G), engine.prepare(D)
 
 
 def default_steps(config: GeneratorConfig, data: TrainingData) -> int:
@@ -126,17 +125,18 @@ def preview_rows(G: torch.nn.Module, inputs: dict[str, Tensor], conditional: boo
 class GeneratorRecipe:
     """What a generation recipe exposes besides its train_step: networks G and D, their optimisers, previews."""
 
-    G: DCGANGenerator
+    engine: Engine
+    G: torch.nn.Module  # a DCGANGenerator, possibly inside the engine's wrappers
     D: torch.nn.Module
     opt_G: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer
     conditional = False
 
     def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
-        return preview_rows(self.G, inputs, self.conditional)
+        return preview_rows(self.engine.unwrap(self.G), inputs, self.conditional)
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"G": self.G, "D": self.D}
+        return {"G": self.engine.unwrap(self.G), "D": self.engine.unwrap(self.D)}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from translate.config import ConfigError, OptimConfig
 from translate.engine import Engine
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
-from translate.networks.layers import set_requires_grad
 from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -79,8 +78,8 @@ class WGANGP(GeneratorRecipe):
             self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=o.lr)
             self.opt_D = torch.optim.RMSprop(self.D.parameters(), lr=o.lr)
         else:
-            self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
-            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+            self.opt_G = engine.adam(self.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+            self.opt_D = engine.adam(self.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         c = self.config
@@ -91,7 +90,7 @@ class WGANGP(GeneratorRecipe):
                 wasserstein = self.D(real).mean() - self.D(fake).mean()  # estimate of W(P_r, P_g)
             loss_D = -wasserstein
             if c.constraint == "gp":
-                penalty = gradient_penalty(self.D, real, fake)
+                penalty = gradient_penalty(self.engine.unwrap(self.D), real, fake)  # double backward: no compile
                 loss_D = loss_D + c.lambda_gp * penalty
             self.engine.optimize(loss_D, self.opt_D)
             if c.constraint == "clip":
@@ -100,11 +99,10 @@ class WGANGP(GeneratorRecipe):
                         p.clamp_(-c.clip_value, c.clip_value)
 
         z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
-        set_requires_grad([self.D], False)  # G's step needs gradients through D, not for D's weights
-        with self.engine.autocast():
-            loss_G = -self.D(self.G(z)).mean()
-        self.engine.optimize(loss_G, self.opt_G)
-        set_requires_grad([self.D], True)
+        with self.engine.frozen(self.D):  # G's step needs gradients through D, not for D's weights
+            with self.engine.autocast():
+                loss_G = -self.D(self.G(z)).mean()
+            self.engine.optimize(loss_G, self.opt_G)
         metrics = {"G": loss_G.detach(), "D": loss_D.detach(), "W": wasserstein.detach()}
         if c.constraint == "gp":
             metrics["GP"] = penalty.detach()
