@@ -190,12 +190,12 @@ class Trainer:
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         batches = self._loader(start_step)
-        log_file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if writer else contextlib.nullcontext()
+        log_path = self.run_dir / "metrics.jsonl"
         with (
             self.engine.backend_settings(),
             self._signals(),
             _progress(self.console, enabled=self.progress and writer) as bar,
-            log_file as log,
+            open(log_path, "a", encoding="utf-8") if writer else contextlib.nullcontext() as log,
         ):
             task = bar.add_task("training", total=cfg.steps, completed=start_step, losses="", rate="")
             for step in range(start_step, total):
