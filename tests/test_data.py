@@ -9,7 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from translate.data import DataError, UnpairedDataset, pick, scan_domain, unpaired_folders
+from translate.data import DataError, UnpairedDataset, pick, scan_domain, to_model_range, unpaired_folders
+from translate.imageio import to_float
 
 
 def test_pick_visits_every_image_once_per_pass() -> None:
@@ -50,7 +51,10 @@ def test_samples_are_deterministic_and_jittered(unpaired_data: Path) -> None:
     data = UnpairedDataset(a, b, image_size=32, load_size=36, flip=True, seed=0)
     item = data[5]
     assert item["A"].shape == (3, 32, 32) and item["B"].shape == (1, 32, 32)
-    assert item["A"].dtype == torch.float32 and -1 <= float(item["A"].min()) <= float(item["A"].max()) <= 1
+    assert item["A"].dtype == torch.uint8  # workers ship bytes; to_model_range scales them on the device
+    scaled = to_model_range(item)["A"]
+    assert scaled.dtype == torch.float32 and -1 <= float(scaled.min()) <= float(scaled.max()) <= 1
+    assert torch.equal(scaled, torch.from_numpy(to_float(item["A"].permute(1, 2, 0).numpy())))
     again = UnpairedDataset(a, b, image_size=32, load_size=36, flip=True, seed=0)[5]
     assert torch.equal(item["A"], again["A"]) and torch.equal(item["B"], again["B"])
     # The same source image seen in two passes gets different crops/flips.
@@ -72,7 +76,7 @@ def test_no_flip_keeps_orientation(tmp_path: Path) -> None:
     data = UnpairedDataset(a, a, image_size=32, load_size=32, flip=False, seed=0)
     for counter in range(8):
         left = data[counter]["A"][:, :, :16]
-        assert float(left.mean()) > 0.9
+        assert float(left.float().mean()) > 0.9 * 255
 
 
 def test_channels_follow_the_data(tmp_path: Path, unpaired_data: Path) -> None:

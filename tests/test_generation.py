@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from translate import checkpoint
 from translate.cli import app
 from translate.config import ConfigError, apply_overrides
+from translate.data import to_model_range
 from translate.engine import Engine
 from translate.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from translate.recipes import RECIPES
@@ -110,7 +111,7 @@ def test_one_step_updates_both_networks(name: str, digits: Path) -> None:
     assert recipe.config.data.channels == 1
     before = {k: [p.detach().clone() for p in m.parameters()] for k, m in recipe.modules().items()}
     loader = torch.utils.data.DataLoader(training.dataset, batch_size=4 * recipe.batches_per_step)
-    metrics = recipe.train_step(next(iter(loader)), 0)
+    metrics = recipe.train_step(to_model_range(next(iter(loader))), 0)
     assert metrics and all(torch.isfinite(v) for v in metrics.values())
     for key, module in recipe.modules().items():
         assert any(not torch.equal(a, b) for a, b in zip(before[key], module.parameters(), strict=True)), key
@@ -126,7 +127,7 @@ def test_update_order_follows_the_paper(name: str, order: list[str], digits: Pat
     recipe.opt_D.register_step_post_hook(lambda *args: calls.append("D"))
     recipe.opt_G.register_step_post_hook(lambda *args: calls.append("G"))
     loader = torch.utils.data.DataLoader(training.dataset, batch_size=4 * recipe.batches_per_step)
-    recipe.train_step(next(iter(loader)), 0)
+    recipe.train_step(to_model_range(next(iter(loader))), 0)
     assert calls == order
 
 

@@ -1,5 +1,10 @@
 """Training data: finding the two domains, decoding them safely once, and the deterministic jitter.
 
+Samples leave the workers as uint8 (C, H, W) crops, a quarter of the bytes of float pixels; `to_model_range`
+turns a batch into floats in [-1, 1] on the training device (on a GPU that is one fused kernel, and the CPU
+workers only slice and copy bytes, so small images do not starve it). The deterministic part of the jitter (the
+resize to load size) is done once per cached image, not once per sample.
+
 Every sample is addressed by a global counter (0, 1, 2, ... over the whole run) rather than by an epoch-local
 index: which image the counter picks and how it is jittered are pure functions of (seed, counter). Resuming at
 step s therefore just restarts the counter at s * batch_size and reproduces the uninterrupted run exactly,
@@ -134,15 +139,47 @@ def unpaired_folders(data: Path | None, domain_a: Path | None = None, domain_b: 
     return UnpairedFolders(train_a, train_b, test_a if test_a.is_dir() else None, test_b if test_b.is_dir() else None)
 
 
-def training_transform(image_size: int, load_size: int, flip: bool) -> A.Compose:
-    """The paper's jitter: resize to load_size (bicubic), random crop to image_size, random horizontal flip."""
-    steps: list[A.BasicTransform] = [
-        A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC),
-        A.RandomCrop(image_size, image_size),
-    ]
+def load_resize(image: np.ndarray, load_size: int) -> np.ndarray:
+    """The paper's first jitter step, deterministic: resize to load_size × load_size (bicubic)."""
+    resized = cv2.resize(image, (load_size, load_size), interpolation=cv2.INTER_CUBIC)
+    return resized[..., None] if resized.ndim == 2 else resized  # cv2 drops a single channel axis
+
+
+def training_transform(image_size: int, flip: bool) -> A.Compose:
+    """The paper's random jitter after the resize: random crop to image_size, random horizontal flip."""
+    steps: list[A.BasicTransform] = [A.RandomCrop(image_size, image_size)]
     if flip:
         steps.append(A.HorizontalFlip(p=0.5))
     return A.Compose(steps)
+
+
+def to_chw(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, C) -> uint8 (C, H, W) tensor owning its memory (what a worker ships)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def to_model_range(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """uint8 image tensors of a batch -> float32 in [-1, 1] (x / 127.5 - 1, as imageio.to_float); the rest as is.
+
+    Runs where the batch is, so on a GPU the conversion costs one elementwise kernel per tensor.
+    """
+    return {k: v.float().div_(127.5).sub_(1.0) if v.dtype == torch.uint8 else v for k, v in batch.items()}
+
+
+class ResizedDomain:
+    """A domain's images at load size: resized once when the domain is cached in memory, else on every use."""
+
+    def __init__(self, domain: Domain, load_size: int) -> None:
+        self.domain, self.load_size = domain, load_size
+        self.images = [load_resize(im, load_size) for im in domain.images] if domain.images is not None else None
+
+    def __len__(self) -> int:
+        return len(self.domain)
+
+    def image(self, index: int) -> np.ndarray:
+        if self.images is not None:
+            return self.images[index]
+        return load_resize(self.domain.image(index), self.load_size)
 
 
 def sample_seed(seed: int, stream: int, counter: int) -> int:
@@ -162,18 +199,18 @@ def pick(seed: int, stream: int, counter: int, n: int) -> int:
 
 
 class UnpairedDataset(Dataset):
-    """Sample `counter` -> {"A": (C, H, W), "B": (C, H, W)} float32 in [-1, 1], A and B drawn independently."""
+    """Sample `counter` -> {"A": (C, H, W), "B": (C, H, W)} uint8 crops, A and B drawn independently."""
 
     def __init__(self, a: Domain, b: Domain, *, image_size: int, load_size: int, flip: bool, seed: int) -> None:
-        self.a, self.b, self.seed = a, b, seed
-        self.transform = training_transform(image_size, load_size, flip)
+        self.a, self.b, self.seed = ResizedDomain(a, load_size), ResizedDomain(b, load_size), seed
+        self.transform = training_transform(image_size, flip)
 
     def __len__(self) -> int:  # one pass over the larger domain; the sampler keeps counting beyond it
         return max(len(self.a), len(self.b))
 
     def _jitter(self, image: np.ndarray, stream: int, counter: int) -> torch.Tensor:
         self.transform.set_random_seed(sample_seed(self.seed, stream, counter))
-        return torch.from_numpy(to_float(self.transform(image=image)["image"]))
+        return to_chw(self.transform(image=image)["image"])
 
     def __getitem__(self, counter: int) -> dict[str, torch.Tensor]:
         image_a = self.a.image(pick(self.seed, 0, counter, len(self.a)))
@@ -237,30 +274,32 @@ def scan_classes(
     return merge_domains(domains, root), labels, [f.name for f in folders]
 
 
-def generation_transform(image_size: int, flip: bool) -> A.Compose:
-    """Scale the shorter side to image_size (area filter when shrinking), centre-crop a square, optional flip."""
-    steps: list[A.BasicTransform] = [
-        A.SmallestMaxSize(image_size, interpolation=cv2.INTER_AREA),
-        A.CenterCrop(image_size, image_size),
-    ]
-    if flip:
-        steps.append(A.HorizontalFlip(p=0.5))
-    return A.Compose(steps)
+def square_crop(image: np.ndarray, image_size: int) -> np.ndarray:
+    """Scale the shorter side to image_size (area filter when shrinking), centre-crop a square (deterministic)."""
+    shorter = A.SmallestMaxSize(image_size, interpolation=cv2.INTER_AREA)
+    return A.Compose([shorter, A.CenterCrop(image_size, image_size)])(image=image)["image"]
 
 
 class ImageDataset(Dataset):
-    """Sample `counter` → {"image": (C, S, S) float32 in [-1, 1], "label": int64 (0 when unlabeled)}."""
+    """Sample `counter` → {"image": (C, S, S) uint8, "label": int64 (0 when unlabeled)}; optional random flip."""
 
     def __init__(self, images: Domain, labels: np.ndarray | None, *, image_size: int, flip: bool, seed: int) -> None:
-        self.images, self.labels, self.seed = images, labels, seed
-        self.transform = generation_transform(image_size, flip)
+        self.images, self.labels, self.seed, self.flip = images, labels, seed, flip
+        self.image_size = image_size
+        # The square crop is deterministic: done once for cached images.
+        cached = images.images
+        self.squares = [square_crop(im, image_size) for im in cached] if cached is not None else None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, counter: int) -> dict[str, torch.Tensor]:
         index = pick(self.seed, 0, counter, len(self.images))
-        self.transform.set_random_seed(sample_seed(self.seed, 1, counter))
-        image = self.transform(image=self.images.image(index))["image"]
+        if self.squares is not None:
+            image = self.squares[index]
+        else:
+            image = square_crop(self.images.image(index), self.image_size)
+        if self.flip and np.random.default_rng(sample_seed(self.seed, 1, counter)).random() < 0.5:
+            image = image[:, ::-1]
         label = int(self.labels[index]) if self.labels is not None else 0
-        return {"image": torch.from_numpy(to_float(image)), "label": torch.tensor(label, dtype=torch.int64)}
+        return {"image": to_chw(image), "label": torch.tensor(label, dtype=torch.int64)}

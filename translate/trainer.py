@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from translate import checkpoint, datasets
 from translate.config import ConfigError, apply_overrides, describe, from_dict, to_dict
-from translate.data import CounterSampler, DataError, default_num_workers
+from translate.data import CounterSampler, DataError, default_num_workers, to_model_range
 from translate.engine import Engine, init_distributed, main_process_first, shutdown_distributed
 from translate.imageio import make_grid, save_image, to_uint8
 from translate.recipes import get_recipe
@@ -199,7 +199,8 @@ class Trainer:
         ):
             task = bar.add_task("training", total=cfg.steps, completed=start_step, losses="", rate="")
             for step in range(start_step, total):
-                metrics = self.recipe.train_step(self.engine.to_device(next(batches)), step)
+                batch = to_model_range(self.engine.to_device(next(batches)))  # uint8 -> [-1, 1] on the device
+                metrics = self.recipe.train_step(batch, step)
                 done = step + 1
                 for key, value in metrics.items():
                     value = value.float()  # bf16/fp16 losses would lose digits when summed over a window
