@@ -22,6 +22,7 @@ variant's precision). Prints Markdown tables for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -113,7 +114,8 @@ def run_case(case: str, variant: str, device: str, iters: int, warmup: int, wind
     recipe, engine, batch = build(case, variant, device)
     cuda = engine.device.type == "cuda"
     per_step_sync = variant == "plain"
-    with engine.backend_settings():
+    settings = contextlib.nullcontext() if variant == "plain" else engine.backend_settings()  # cuDNN autotuning
+    with settings:
         for step in range(warmup):
             recipe.train_step(batch, step)
         sync(device)
@@ -158,12 +160,14 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(run_case(case, variant, args.device, args.iters, args.warmup, args.windows)))
 
 
-def spawn(args: argparse.Namespace, what: str, iters: int, extra: list[str] | None = None) -> dict:
+def spawn(args: argparse.Namespace, what: str, iters: int, extra: list[str] | None = None) -> dict | None:
+    """Run one measurement in a fresh process; None (and its error on stderr) when it fails."""
     cmd = [sys.executable, __file__, "--child", what, "--device", args.device, "--iters", str(iters)]
     cmd += ["--warmup", str(args.warmup), "--windows", str(args.windows), *(extra or [])]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+        print(f"{what} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -189,13 +193,19 @@ def main() -> None:
     variants = args.variants.split(",") if args.variants else ["plain", "fast", *(["fast+compile"] if cuda else [])]
     peak_kinds = "fp32,tf32,bf16" if cuda else "fp32,bf16"
     peaks = spawn(args, "peak", 1, ["--peaks", peak_kinds])
+    if peaks is None:
+        raise SystemExit("could not measure the matrix-multiply peak")
     rows = []
     for case in args.only or DEFAULT_CASES:
         for variant in variants:
             iters = args.iters or _default_iters(case, cuda)
             row = spawn(args, f"{case}:{variant}", iters)
+            if row is None:
+                continue  # a failed variant is reported above and left out of the table
             rows.append(row)
             print(f"{case} {variant}: {row['steps_per_s']:.3f} steps/s, {row['peak_mb']:.0f} MB", file=sys.stderr)
+    if not rows:
+        raise SystemExit("every measurement failed")
     print_tables(rows, peaks, args)
 
 

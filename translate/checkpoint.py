@@ -203,5 +203,17 @@ def restore(
         for key, value in meta["scalars"].items():
             index, field = key.split(".", 1)
             state.setdefault(int(index), {})[field] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for index, values in state.items():
+            for field, value in values.items():
+                if isinstance(value, Tensor) and value.shape == params[index].shape:
+                    # Moments take their parameter's device and memory format (channels_last): the fused kernels
+                    # require matching strides.
+                    values[field] = torch.empty_like(params[index]).copy_(value)
+        groups = meta["param_groups"]
+        for saved, current in zip(groups, optimizer.param_groups, strict=True):
+            for key in ("fused", "foreach", "capturable"):  # the implementation is this run's, not the saved one's
+                if key in current:
+                    saved[key] = current[key]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
     return load_tensors(checkpoint.path, "extra."), load_tensors(checkpoint.path, "rng.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint_sequential
+from torch.utils.checkpoint import checkpoint
 
 from translate.networks.layers import Norm, norm_layer, uses_bias
 
@@ -42,8 +42,9 @@ class ResnetGenerator(nn.Module):
     """Image-to-image generator: (N, in_channels, H, W) in [-1, 1] -> (N, out_channels, H, W) in [-1, 1].
 
     H and W must be multiples of `stride` (4); inference pads and crops around that. With `gradient_checkpointing`
-    set, training keeps only the activations between segments (stem, each residual block, head) and recomputes
-    the rest in the backward pass: about a third more compute for a fraction of the activation memory.
+    set, training keeps only the activations between stages (stem, each down- and up-sampling layer, each
+    residual block, head) and recomputes the rest in the backward pass: about a third more compute for a
+    fraction of the activation memory.
     """
 
     stride = 4
@@ -68,25 +69,34 @@ class ResnetGenerator(nn.Module):
             norm_layer(norm, c),
             nn.ReLU(True),
         ]
+        # Where each stage starts. A stage's first layer must not modify its input in place (the ReLUs do), or
+        # a checkpointed stage would change the tensor the previous one saved.
+        starts = [0]
         for mult in (1, 2):  # d128, d256
+            starts.append(len(layers))
             layers += [
                 nn.Conv2d(c * mult, c * mult * 2, 3, stride=2, padding=1, bias=bias),
                 norm_layer(norm, c * mult * 2),
                 nn.ReLU(True),
             ]
-        layers += [ResidualBlock(c * 4, norm=norm, dropout=dropout) for _ in range(num_blocks)]
+        for _ in range(num_blocks):
+            starts.append(len(layers))
+            layers.append(ResidualBlock(c * 4, norm=norm, dropout=dropout))
         for mult in (4, 2):  # u128, u64
+            starts.append(len(layers))
             layers += [
                 nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
                 norm_layer(norm, c * mult // 2),
                 nn.ReLU(True),
             ]
+        starts.append(len(layers))
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
-        self.num_blocks = num_blocks
+        self.stages = tuple(zip(starts, [*starts[1:], len(layers)], strict=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            # num_blocks + 2 equal runs of layers (about one residual block each); only their boundaries are kept.
-            return checkpoint_sequential(self.layers, self.num_blocks + 2, x, use_reentrant=False)
-        return self.layers(x)
+        if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()):
+            return self.layers(x)
+        for start, end in self.stages:
+            x = checkpoint(self.layers[start:end], x, use_reentrant=False)
+        return x
