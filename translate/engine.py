@@ -329,6 +329,15 @@ def main_process_first() -> Iterator[None]:
         dist.barrier()
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(*, together: bool = False) -> None:
+    """Leave the process group. `together`: every rank ended the run the same way, so they meet at a barrier first.
+
+    Gloo's worker threads release a finished collective's tensors after the caller has moved on, and that needs the
+    GIL; a rank that reaches interpreter shutdown first is then aborted ("terminate called without an active
+    exception", SIGABRT), failing a torchrun launch whose training succeeded. A barrier cannot be queued while a
+    worker is still releasing, and its wait lets the worker have the GIL.
+    """
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

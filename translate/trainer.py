@@ -358,12 +358,18 @@ def train(request: TrainRequest, console: Console | None = None) -> Path:
     trains on its share of each step's samples, and rank 0 alone writes and reports.
     """
     launch = init_distributed(request.device)
+    together = False  # every rank finished, or stopped after the same step (a stop request, a non-finite loss)
     try:
         if launch is not None and launch.rank != 0:
             console = Console(stderr=True, quiet=True)
-        return _train(request, console or Console(stderr=True))
+        run_dir = _train(request, console or Console(stderr=True))
+        together = True
+        return run_dir
+    except TrainingStopped:
+        together = True
+        raise
     finally:
-        shutdown_distributed()
+        shutdown_distributed(together=together)
 
 
 def _train(request: TrainRequest, console: Console) -> Path:
