@@ -13,8 +13,9 @@ whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -166,12 +167,13 @@ def to_model_range(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float().div_(127.5).sub_(1.0) if v.dtype == torch.uint8 else v for k, v in batch.items()}
 
 
-class ResizedDomain:
-    """A domain's images at load size: resized once when the domain is cached in memory, else on every use."""
+class PreparedDomain:
+    """A domain's images after a deterministic step (a resize, a square crop): done once when the domain is cached
+    in memory, else on every use."""
 
-    def __init__(self, domain: Domain, load_size: int) -> None:
-        self.domain, self.load_size = domain, load_size
-        self.images = [load_resize(im, load_size) for im in domain.images] if domain.images is not None else None
+    def __init__(self, domain: Domain, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.domain, self.prepare = domain, prepare
+        self.images = [prepare(im) for im in domain.images] if domain.images is not None else None
 
     def __len__(self) -> int:
         return len(self.domain)
@@ -179,7 +181,7 @@ class ResizedDomain:
     def image(self, index: int) -> np.ndarray:
         if self.images is not None:
             return self.images[index]
-        return load_resize(self.domain.image(index), self.load_size)
+        return self.prepare(self.domain.image(index))
 
 
 def sample_seed(seed: int, stream: int, counter: int) -> int:
@@ -202,7 +204,8 @@ class UnpairedDataset(Dataset):
     """Sample `counter` -> {"A": (C, H, W), "B": (C, H, W)} uint8 crops, A and B drawn independently."""
 
     def __init__(self, a: Domain, b: Domain, *, image_size: int, load_size: int, flip: bool, seed: int) -> None:
-        self.a, self.b, self.seed = ResizedDomain(a, load_size), ResizedDomain(b, load_size), seed
+        resize = functools.partial(load_resize, load_size=load_size)
+        self.a, self.b, self.seed = PreparedDomain(a, resize), PreparedDomain(b, resize), seed
         self.transform = training_transform(image_size, flip)
 
     def __len__(self) -> int:  # one pass over the larger domain; the sampler keeps counting beyond it
@@ -284,21 +287,15 @@ class ImageDataset(Dataset):
     """Sample `counter` → {"image": (C, S, S) uint8, "label": int64 (0 when unlabeled)}; optional random flip."""
 
     def __init__(self, images: Domain, labels: np.ndarray | None, *, image_size: int, flip: bool, seed: int) -> None:
-        self.images, self.labels, self.seed, self.flip = images, labels, seed, flip
-        self.image_size = image_size
-        # The square crop is deterministic: done once for cached images.
-        cached = images.images
-        self.squares = [square_crop(im, image_size) for im in cached] if cached is not None else None
+        self.images = PreparedDomain(images, functools.partial(square_crop, image_size=image_size))
+        self.labels, self.seed, self.flip = labels, seed, flip
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, counter: int) -> dict[str, torch.Tensor]:
         index = pick(self.seed, 0, counter, len(self.images))
-        if self.squares is not None:
-            image = self.squares[index]
-        else:
-            image = square_crop(self.images.image(index), self.image_size)
+        image = self.images.image(index)
         if self.flip and np.random.default_rng(sample_seed(self.seed, 1, counter)).random() < 0.5:
             image = image[:, ::-1]
         label = int(self.labels[index]) if self.labels is not None else 0
