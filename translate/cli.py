@@ -19,7 +19,8 @@ from translate import __version__
 
 app = typer.Typer(
     name="translate",
-    help="Train and deploy GAN generators: CycleGAN translators; DCGAN, WGAN-GP and class-conditional generators.",
+    help="Train and deploy GAN generators: CycleGAN and pix2pix translators; DCGAN, WGAN-GP and class-conditional "
+    "generators.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -76,17 +77,22 @@ def train(
     data: Annotated[
         str | None,
         typer.Argument(
-            help="A folder (with trainA/ and trainB/ for cyclegan) or a known dataset name, e.g. horse2zebra."
+            help="A folder (trainA/ and trainB/ for cyclegan; A|B pairs or A/ and B/ for pix2pix) or a known "
+            "dataset name, e.g. horse2zebra."
         ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="cyclegan (default for trainA/trainB data), dcgan, wgan-gp or cgan."),
+        typer.Option(
+            "--model", "-m", help="cyclegan (trainA/trainB data), pix2pix (paired data), dcgan, wgan-gp, cgan."
+        ),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Training size in px (cyclegan 256, generators 64).")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Training size in px (cyclegan, pix2pix 256; generators 64).")
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Images per step and process (cyclegan 1, generators 128).")
+        int | None, typer.Option(help="Images per step and process (cyclegan, pix2pix 1; generators 128).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(help="Run name (default: the data folder's name).")] = None,
@@ -112,10 +118,14 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Named settings: cyclegan quick|128px|paper; dcgan, cgan paper|mnist; wgan-gp paper|mnist|clip."
+            help="Named settings: cyclegan quick|128px|paper; pix2pix quick|paper; dcgan, cgan paper|mnist; "
+            "wgan-gp paper|mnist|clip."
         ),
     ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="pix2pix: a2b (A is the input; default) or b2a (B is the input).")
+    ] = None,
     domain_a: Annotated[Path | None, typer.Option(help="Folder of domain A images (instead of DATA).")] = None,
     domain_b: Annotated[Path | None, typer.Option(help="Folder of domain B images (instead of DATA).")] = None,
     set_: Annotated[
@@ -134,6 +144,7 @@ def train(
             "train.batch_size": batch_size,
             "train.seed": seed,
             "data.flip": flip,
+            "direction": direction,
         }
         request = TrainRequest(
             data=data,

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Protocol
 
 import albumentations as A
 import cv2
@@ -67,6 +68,25 @@ class Domain:
         return load_image(self.paths[index], self.channels)
 
 
+def decode_all(paths: list[Path], channels: int) -> list[np.ndarray | ImageDecodeError]:
+    """Decode many files at once; a file that is not a usable image gives its ImageDecodeError instead."""
+
+    def decode(path: Path) -> np.ndarray | ImageDecodeError:
+        try:
+            return load_image(path, channels)
+        except ImageDecodeError as exc:
+            return exc
+
+    # Decoding is mostly C code that releases the GIL, so threads use every core.
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        return list(pool.map(decode, paths))
+
+
+def is_gray(image: np.ndarray) -> bool:
+    """Whether a decoded RGB image has R = G = B everywhere."""
+    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]))
+
+
 def scan_domain(root: Path, channels: int | None, *, console: Console | None = None, label: str = "") -> Domain:
     """Find and decode every image under `root`; corrupt or non-image files are skipped with a warning each.
 
@@ -76,16 +96,7 @@ def scan_domain(root: Path, channels: int | None, *, console: Console | None = N
     if not root.is_dir():
         raise DataError(f"{root}: not a folder of images")
     paths = find_images(root)
-
-    def decode(path: Path) -> np.ndarray | ImageDecodeError:
-        try:
-            return load_image(path, channels or 3)
-        except ImageDecodeError as exc:
-            return exc
-
-    # Decoding is mostly C code that releases the GIL, so threads use every core.
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(decode, paths))
+    results = decode_all(paths, channels or 3)
     good_paths, images, skipped = [], [], 0
     for path, result in zip(paths, results, strict=False):
         if isinstance(result, ImageDecodeError):
@@ -102,9 +113,8 @@ def scan_domain(root: Path, channels: int | None, *, console: Console | None = N
             f"{root}: no usable image found (looked for png, jpg, jpeg, bmp, webp, tif, tiff in all sub-folders)"
         )
     if channels is None:
-        gray = all(np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 0], im[..., 2]) for im in images)
-        channels = 1 if gray else 3
-        if gray:
+        channels = 1 if all(map(is_gray, images)) else 3
+        if channels == 1:
             images = [np.ascontiguousarray(im[..., :1]) for im in images]
     keep = sum(image.nbytes for image in images) <= CACHE_LIMIT_BYTES
     return Domain(root=root, paths=good_paths, images=images if keep else None, channels=channels)
@@ -167,11 +177,20 @@ def to_model_range(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float().div_(127.5).sub_(1.0) if v.dtype == torch.uint8 else v for k, v in batch.items()}
 
 
+class ImageSource(Protocol):
+    """Indexed training images (a Domain, or aligned pairs), decoded in memory when `images` is not None."""
+
+    images: Sequence[Any] | None
+
+    def __len__(self) -> int: ...
+    def image(self, index: int) -> Any: ...
+
+
 class PreparedDomain:
     """A domain's images after a deterministic step (a resize, a square crop): done once when the domain is cached
     in memory, else on every use."""
 
-    def __init__(self, domain: Domain, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+    def __init__(self, domain: ImageSource, prepare: Callable[[Any], np.ndarray]) -> None:
         self.domain, self.prepare = domain, prepare
         self.images = [prepare(im) for im in domain.images] if domain.images is not None else None
 

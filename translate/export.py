@@ -35,6 +35,7 @@ from translate import __version__, checkpoint
 from translate.errors import TranslateError
 from translate.files import atomic_copy, sha256_file
 from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
+from translate.inference import MIN_SIDE
 from translate.metrics import psnr, ssim
 from translate.models import load_generator, resolve_checkpoint, shipped_models
 from translate.recipes import get_recipe
@@ -163,16 +164,20 @@ def _to_onnx(
     if not generator:
         stride = int(getattr(module, "stride", 1))
         channels = int(meta["config"]["data"]["channels"])
-        side = stride * math.ceil(64 / stride)  # a small example; the exported graph takes any multiple of stride
+        # A small example whose deepest feature map is not 1×1 (export would fix a size-1 axis as a constant);
+        # the exported graph takes any multiple of stride.
+        side = stride * max(2, math.ceil(64 / stride))
         height = torch.export.Dim("height", min=1, max=16384 // stride)
         width = torch.export.Dim("width", min=1, max=16384 // stride)
         example = (torch.from_numpy(rng.uniform(-1, 1, (2, channels, side, side)).astype(np.float32)),)
         shapes = ({0: batch, 2: stride * height, 3: stride * width},)
         proto = _dynamo_export(module, example, shapes, ["image"], ["output"], opset)
         tall = stride * math.ceil(side * 1.5 / stride)
+        smallest = max(MIN_SIDE, stride)  # what inference pads tiny images up to (a U-Net bottleneck is then 1×1)
         checks = [
             {"image": rng.uniform(-1, 1, (2, channels, side, side)).astype(np.float32)},
             {"image": rng.uniform(-1, 1, (3, channels, tall, 2 * side)).astype(np.float32)},
+            {"image": rng.uniform(-1, 1, (1, channels, smallest, smallest)).astype(np.float32)},
         ]
         return proto, checks
 

@@ -166,8 +166,8 @@ def _decode(batch: list[Job], channels: int, size: int | None) -> list[tuple[Job
 
 def run_model(translator: Translator, images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, C) -> uint8 (N, H, W, C): normalise, pad to the stride, translate, crop, convert back."""
-    # Tiny images are padded up too: the network's own reflection padding needs a few pixels after downsampling.
-    minimum = max(MIN_SIDE, 2 * translator.stride)
+    # Tiny images are padded up too: a ResNet's reflection padding needs a few pixels after downsampling.
+    minimum = max(MIN_SIDE, translator.stride)
     batch, (h, w) = pad_to_multiple(to_float(images), translator.stride, minimum)
     return to_uint8(translator(batch)[..., :h, :w])
 

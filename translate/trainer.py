@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +338,10 @@ def build_config(spec: RecipeSpec, request: TrainRequest) -> Any:
                 f"unknown preset {request.preset!r} for {spec.name}; available: {', '.join(spec.presets)}"
             )
         config = apply_overrides(config, dict(spec.presets[request.preset]))
-    config = apply_overrides(config, {k: v for k, v in request.options.items() if v is not None})
+    options = {k: v for k, v in request.options.items() if v is not None}
+    if "direction" in options and not any(f.name == "direction" for f in fields(config)):
+        raise ConfigError(f"--direction is for paired training (pix2pix); {spec.name} does not take it")
+    config = apply_overrides(config, options)
     return apply_overrides(config, request.overrides)
 
 
@@ -453,13 +456,17 @@ def _train(request: TrainRequest, console: Console) -> Path:
 
 
 def _default_model(request: TrainRequest) -> str:
-    """cyclegan for an A/B layout (or a known dataset name); otherwise the user must choose."""
+    """cyclegan for the unpaired layout (or a known dataset name), pix2pix for a paired one (train/ or A/ + B/);
+    otherwise the user must choose."""
     data = Path(request.data).expanduser() if request.data else None
     if request.domain_a or request.domain_b or data is None or not data.exists() or (data / "trainA").is_dir():
         return "cyclegan"
+    if (data / "train").is_dir() or ((data / "A").is_dir() and (data / "B").is_dir()):
+        return "pix2pix"
     raise ConfigError(
-        f"{data} has no trainA/ and trainB/ folders; choose a model: --model cyclegan (with --domain-a/--domain-b), "
-        "dcgan or wgan-gp (a folder of images), cgan (one sub-folder per class)"
+        f"{data} has no trainA/ and trainB/ (unpaired) nor train/ or A/ and B/ (paired) folders; choose a model: "
+        "--model cyclegan (with --domain-a/--domain-b), pix2pix (side-by-side A|B images), dcgan or wgan-gp "
+        "(a folder of images), cgan (one sub-folder per class)"
     )
 
 

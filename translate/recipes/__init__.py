@@ -6,7 +6,7 @@ import difflib
 import functools
 
 from translate.config import ConfigError
-from translate.recipes import cgan, cyclegan, dcgan, generation, wgan_gp
+from translate.recipes import cgan, cyclegan, dcgan, generation, pix2pix, wgan_gp
 from translate.recipes.base import RecipeSpec
 
 RECIPES: dict[str, RecipeSpec] = {
@@ -20,6 +20,17 @@ RECIPES: dict[str, RecipeSpec] = {
         make_data=cyclegan.make_data,
         default_steps=cyclegan.default_steps,
         presets=cyclegan.PRESETS,
+    ),
+    "pix2pix": RecipeSpec(
+        name="pix2pix",
+        summary="paired A→B translation with a U-Net and a conditional PatchGAN (Isola et al. 2017)",
+        config_class=pix2pix.Pix2PixConfig,
+        build=pix2pix.Pix2Pix,
+        build_generator=pix2pix.build_generator,
+        directions=pix2pix.DIRECTIONS,
+        make_data=pix2pix.make_data,
+        default_steps=pix2pix.default_steps,
+        presets=pix2pix.PRESETS,
     ),
     "dcgan": RecipeSpec(
         name="dcgan",
