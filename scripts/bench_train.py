@@ -31,15 +31,16 @@ import subprocess
 import sys
 import time
 
-# case -> (recipe, config overrides, batch size). Paper settings: CycleGAN ResNet-9 at 256 px and ResNet-6 at
-# 128 px with batch 1; DCGAN 64 px with batch 64 (the setting; the paper used 128).
+# case -> (recipe, config overrides). Paper settings: CycleGAN ResNet-9 at 256 px and ResNet-6 at 128 px with
+# batch 1; pix2pix U-Net-256 with batch 1; DCGAN 64 px with batch 64 (the setting; the paper used 128).
 CASES: dict[str, tuple[str, dict[str, object]]] = {
     "cyclegan-256": ("cyclegan", {"data.image_size": 256, "train.batch_size": 1}),
     "cyclegan-128": ("cyclegan", {"data.image_size": 128, "train.batch_size": 1}),
+    "pix2pix-256": ("pix2pix", {"data.image_size": 256, "train.batch_size": 1}),
     "dcgan-64": ("dcgan", {"data.image_size": 64, "train.batch_size": 64}),
     "cyclegan-512": ("cyclegan", {"data.image_size": 512, "train.batch_size": 1}),
 }
-DEFAULT_CASES = ("cyclegan-256", "cyclegan-128", "dcgan-64")
+DEFAULT_CASES = ("cyclegan-256", "cyclegan-128", "pix2pix-256", "dcgan-64")
 VARIANTS = ("plain", "fast", "fast+compile", "fast+ckpt")
 
 
@@ -60,7 +61,7 @@ def build(case: str, variant: str, device: str):  # -> (recipe, engine, batch)
     recipe = spec.build(config, engine)
     n, size = config.train.batch_size, config.data.image_size
     generator = torch.Generator().manual_seed(0)
-    if recipe_name == "cyclegan":
+    if recipe_name in ("cyclegan", "pix2pix"):
         batch = {k: torch.rand(n, 3, size, size, generator=generator) * 2 - 1 for k in ("A", "B")}
     else:
         batch = {"image": torch.rand(n, 3, size, size, generator=generator) * 2 - 1, "label": torch.zeros(n).long()}
@@ -211,7 +212,7 @@ def main() -> None:
 def _default_iters(case: str, cuda: bool) -> int:
     if cuda:
         return 50
-    return {"cyclegan-512": 1, "cyclegan-256": 2, "cyclegan-128": 5, "dcgan-64": 5}[case]
+    return {"cyclegan-512": 1, "cyclegan-256": 2, "cyclegan-128": 5, "pix2pix-256": 5, "dcgan-64": 5}[case]
 
 
 def print_tables(rows: list[dict], peaks: dict[str, float], args: argparse.Namespace) -> None:

@@ -178,7 +178,12 @@ def train(
 def apply(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="An image or a folder (walked recursively).")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="A run folder, a .safetensors checkpoint or an .onnx export.")
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A run folder, a .safetensors checkpoint, an .onnx export or a model name (`translate models`).",
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -301,7 +306,9 @@ def interpolate(
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="A run folder, a .safetensors checkpoint or a shipped model name.")],
+    model: Annotated[
+        str, typer.Argument(help="A run folder, a .safetensors checkpoint or a model name (`translate models`).")
+    ],
     out: Annotated[
         Path | None,
         typer.Option(help="The .onnx file to write (default: NAME[_DIRECTION][_PRECISION].onnx in this folder)."),
@@ -350,6 +357,21 @@ def list_datasets() -> None:
     table = Table("family", "name", "cached", "what it is", title=f"known datasets (cache: {cache_dir() / 'datasets'})")
     for family, name, description, cached in describe():
         table.add_row(family, name, "yes" if cached else "", description)
+    Console().print(table)
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the models `--model NAME` takes by name: shipped ones, and official ones downloaded on first use."""
+    from translate.datasets import cache_dir
+    from translate.models import named_models
+
+    table = Table("source", "recipe", title=f"models by name (official ones cached in {cache_dir() / 'models'})")
+    table.add_column("name", no_wrap=True)  # copied into commands: never broken across lines
+    table.add_column("cached")
+    table.add_column("what it is", overflow="fold")
+    for row in named_models():
+        table.add_row(row.source, row.recipe, row.name, "yes" if row.cached else "", row.description)
     Console().print(table)
 
 

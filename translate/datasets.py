@@ -356,7 +356,8 @@ def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _record(url: str, archive: Path, sha256: str) -> None:
+def record_download(url: str, archive: Path, sha256: str) -> None:
+    """Write ``NAME.json`` beside a downloaded file: its URL, sha256, size and time (read by verify_download)."""
     _write_json_atomic(
         archive.with_name(archive.name + ".json"),
         {
@@ -368,15 +369,15 @@ def _record(url: str, archive: Path, sha256: str) -> None:
     )
 
 
-def _verify(archive: Path, url: str) -> str:
-    """Check ``archive`` against its JSON record and return its sha256.
+def verify_download(archive: Path, url: str) -> str:
+    """Check a cached download (dataset archive or model file) against its JSON record and return its sha256.
 
-    An archive with no record (placed by hand after a failed download) is recorded instead.
+    A file with no record (placed by hand after a failed download) is recorded instead.
     """
     record_path = archive.with_name(archive.name + ".json")
     actual = sha256_file(archive)
     if not record_path.exists():
-        _record(url, archive, actual)  # trust on first use, as for a fresh download
+        record_download(url, archive, actual)  # trust on first use, as for a fresh download
         return actual
     try:
         expected = json.loads(record_path.read_text(encoding="utf-8"))["sha256"]
@@ -424,13 +425,13 @@ def prepare(name: str, family: str = "cyclegan", *, progress: bool = True) -> Pa
     marker = folder / ".complete"
     if marker.is_file():
         if archive.is_file():
-            _verify(archive, url)
+            verify_download(archive, url)
         return folder
     if archive.is_file():
-        sha256 = _verify(archive, url)  # an interrupted extraction: re-extract, but only a trusted archive
+        sha256 = verify_download(archive, url)  # an interrupted extraction: re-extract, but only a trusted archive
     else:
         sha256 = download(url, archive, progress=progress)
-        _record(url, archive, sha256)
+        record_download(url, archive, sha256)
     safe_extract(archive, folder, strip_root=True)
     marker.write_text(sha256 + "\n", encoding="utf-8")
     return folder

@@ -1,12 +1,15 @@
 """Resolve what `--model` names and load it as a backend for inference.
 
-MODEL may be a run folder (its newest checkpoint is used) or a checkpoint file. Torch is imported only when a
+MODEL may be a run folder (its newest checkpoint is used), a checkpoint or .onnx file, a shipped model's name or an
+official CycleGAN/pix2pix generator's name (translate.official fetches those). Torch is imported only when a
 PyTorch backend is actually built.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from translate.inference import Translator
+    from translate.recipes.base import RecipeSpec
     from translate.sampling import Sampler
 
 
@@ -42,9 +46,38 @@ def shipped_models() -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in json.loads(manifest.read_text(encoding="utf-8"))["models"]}
 
 
+@dataclass(frozen=True)
+class NamedModel:
+    """A model that `--model NAME` finds by name alone, as `translate models` lists it."""
+
+    name: str
+    recipe: str
+    source: str  # "shipped" (inside the package) or "official" (downloaded on first use)
+    cached: bool  # usable without a download
+    description: str
+
+
+def named_models() -> list[NamedModel]:
+    """The shipped models, then the official CycleGAN and pix2pix generators."""
+    from translate import official
+
+    rows = [
+        NamedModel(name, entry["recipe"], "shipped", True, _shipped_description(entry))
+        for name, entry in shipped_models().items()
+    ]
+    rows += [NamedModel(name, family, "official", cached, text) for family, name, text, cached in official.describe()]
+    return rows
+
+
+def _shipped_description(entry: dict[str, Any]) -> str:
+    onnx = f" (ONNX export: {entry['onnx']})" if entry.get("onnx") else ""
+    return entry.get("description", "") + onnx
+
+
 def resolve_model(model: str) -> Path:
     """The file MODEL names: a path (run folder, .safetensors checkpoint or .onnx export) or, when no such path
-    exists, a shipped model (`mnist-dcgan`, or `mnist-dcgan.onnx` for its ONNX export)."""
+    exists, a shipped model (`mnist-dcgan`, or `mnist-dcgan.onnx` for its ONNX export) or an official generator
+    (`horse2zebra`, `pix2pix-edges2shoes`: downloaded and converted on first use)."""
     path = Path(model).expanduser()
     if path.is_dir():
         from translate import checkpoint  # imports torch: only for run folders
@@ -65,8 +98,15 @@ def resolve_model(model: str) -> Path:
     exports = {entry["onnx"] for entry in shipped.values() if entry.get("onnx")}
     if model in exports:
         return pretrained_dir() / model
-    names = f" or shipped model ({', '.join(sorted([*shipped, *exports]))})" if shipped else ""
-    raise ModelError(f"{model}: no such run folder, model file{names}")
+    from translate import official  # after the paths: the ONNX path need not import the download code
+
+    if model in official.OFFICIAL_MODELS:
+        return official.fetch(model)
+    close = difflib.get_close_matches(model, [*shipped, *exports, *official.OFFICIAL_MODELS], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ModelError(
+        f"{model}: no such run folder or model file, nor a model name{hint}; `translate models` lists the names"
+    )
 
 
 def resolve_checkpoint(model: str) -> Path:
@@ -104,12 +144,27 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, dict[st
 
     ckpt = checkpoint.read(path)
     spec = get_recipe(ckpt.recipe)
-    if direction not in spec.directions:
-        raise ModelError(f"{path}: a {spec.name} model has directions {', '.join(spec.directions)}, not {direction}")
+    _check_direction(path, spec, ckpt.meta, direction)
     config = from_dict(spec.config_class, ckpt.meta["config"])
     module = spec.build_generator(config, direction)
     checkpoint.load_module(path, spec.directions[direction], module)
     return module.eval(), ckpt.meta
+
+
+def _check_direction(path: Path, spec: RecipeSpec, meta: dict[str, Any], direction: str) -> None:
+    """Fail with the fix when the checkpoint has no generator for `direction`."""
+    stored = meta.get("modules", list(spec.directions.values()))
+    if direction in spec.directions and spec.directions[direction] in stored:
+        return
+    official = (meta.get("info") or {}).get("official")
+    if official and direction == "b2a":  # an official file holds one direction: the other is another model
+        from translate.official import other_way
+
+        raise ModelError(other_way(official, direction))
+    if direction in spec.directions:
+        have = [d for d, module in spec.directions.items() if module in stored]
+        raise ModelError(f"{path}: holds only the {', '.join(have) or 'no'} generator, not {direction}")
+    raise ModelError(f"{path}: a {spec.name} model has directions {', '.join(spec.directions)}, not {direction}")
 
 
 def load_translator(model: str, direction: str | None = None, device: str = "auto") -> Translator:
@@ -125,7 +180,9 @@ def load_translator(model: str, direction: str | None = None, device: str = "aut
     module, meta = load_generator(path, direction)
     target = resolve_device(device)
     channels = int(meta["config"]["data"]["channels"])
-    description = f"{meta['recipe']} {direction}, step {meta['step']}, PyTorch on {target}"
+    official = (meta.get("info") or {}).get("official")
+    origin = f"official {official} weights" if official else f"step {meta['step']}"
+    description = f"{meta['recipe']} {direction}, {origin}, PyTorch on {target}"
     return TorchTranslator(module, target, channels, direction, description)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.utils.checkpoint import checkpoint
 
 Norm = Literal["instance", "batch", "none"]
 
@@ -45,3 +49,27 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
                 nn.init.normal_(m.weight, 1.0, gain)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+
+
+def checkpointed(block: nn.Module, x: Tensor) -> Tensor:
+    """`block(x)` keeping only `x` for the backward pass, which runs the block again (gradient checkpointing).
+
+    That second run is in training mode too: batch norm would update its running statistics twice per step, and
+    the eval-mode network would depend on whether checkpointing was on. The block's buffers are put back after it.
+    """
+    if torch.compiler.is_compiling():  # a compiled graph's recomputation does not replay buffer updates
+        return checkpoint(block, x, use_reentrant=False)
+    contexts = (contextlib.nullcontext(), _buffers_kept(block))  # (around the forward, around the recomputation)
+    return checkpoint(block, x, use_reentrant=False, context_fn=lambda: contexts)
+
+
+@contextlib.contextmanager
+def _buffers_kept(module: nn.Module) -> Iterator[None]:
+    buffers = list(module.buffers())
+    saved = [b.clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved, strict=True):
+                buffer.copy_(value)

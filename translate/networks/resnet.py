@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from translate.networks.layers import Norm, norm_layer, uses_bias
+from translate.networks.layers import Norm, checkpointed, norm_layer, uses_bias
 
 
 class ResidualBlock(nn.Module):
@@ -98,5 +97,5 @@ class ResnetGenerator(nn.Module):
         if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()):
             return self.layers(x)
         for start, end in self.stages:
-            x = checkpoint(self.layers[start:end], x, use_reentrant=False)
+            x = checkpointed(self.layers[start:end], x)
         return x

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from translate.networks.layers import Norm, norm_layer, uses_bias
+from translate.networks.layers import Norm, checkpointed, norm_layer, uses_bias
 
 MAX_DEPTH = 8  # the paper's U-Net-256: 256 px reach a 1×1 bottleneck after 8 halvings
 
@@ -89,7 +88,7 @@ class UnetGenerator(nn.Module):
 
     def _run(self, block: nn.Module, x: Tensor) -> Tensor:
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, use_reentrant=False)
+            return checkpointed(block, x)
         return block(x)
 
     def forward(self, x: Tensor) -> Tensor:
