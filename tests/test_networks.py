@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from translate.losses import ImagePool, discriminator_loss, generator_loss
 from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.resnet import ResnetGenerator
+from translate.networks.unet import UnetGenerator, unet_depth
 
 
 def count(module: torch.nn.Module) -> int:
@@ -70,3 +73,84 @@ def test_image_pool_history_and_state() -> None:
     batch = torch.full((4, 1, 1, 1), 50.0)
     assert torch.equal(pool.query(batch), copy.query(batch))
     assert ImagePool(0, seed=0).query(batch).equal(batch)
+
+
+# -- U-Net (pix2pix) ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "depth"), [(256, 8), (512, 8), (128, 7), (64, 6), (96, 5), (32, 5), (16, 4)])
+def test_unet_depth_halves_while_the_size_allows(size: int, depth: int) -> None:
+    assert unet_depth(size) == depth
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 96])
+@pytest.mark.parametrize(("in_channels", "out_channels"), [(1, 1), (3, 3), (1, 3)])
+def test_unet_keeps_the_image_shape(size: int, in_channels: int, out_channels: int) -> None:
+    g = UnetGenerator(in_channels, out_channels, depth=unet_depth(size), base_channels=4).eval()
+    with torch.no_grad():
+        y = g(torch.rand(2, in_channels, size, size) * 2 - 1)
+    assert y.shape == (2, out_channels, size, size) and y.abs().max() <= 1
+
+
+@pytest.mark.parametrize(("depth", "height", "width"), [(4, 16, 48), (5, 96, 32), (6, 64, 128)])
+def test_unet_takes_non_square_multiples_of_its_stride(depth: int, height: int, width: int) -> None:
+    g = UnetGenerator(3, 3, depth=depth, base_channels=4).eval()
+    assert g.stride == 2**depth
+    with torch.no_grad():
+        assert g(torch.zeros(1, 3, height, width)).shape == (1, 3, height, width)
+
+
+@pytest.mark.parametrize(("depth", "levels"), [(8, [4, 5, 6]), (7, [4, 5]), (6, [4]), (5, []), (4, [])])
+def test_unet_dropout_sits_in_the_deep_decoder_levels(depth: int, levels: list[int]) -> None:
+    g = UnetGenerator(3, 3, depth=depth, base_channels=4)
+    assert [i for i, up in enumerate(g.up) if any(isinstance(m, torch.nn.Dropout) for m in up)] == levels
+    assert not any(isinstance(m, torch.nn.Dropout) for m in g.down.modules())
+    assert not any(isinstance(m, torch.nn.Dropout) for m in UnetGenerator(3, 3, depth=depth, dropout=0).modules())
+
+
+def test_unet_paper_size() -> None:
+    # The reference U-Net-256 generator (ngf 64, batch norm) has exactly this many parameters.
+    assert count(UnetGenerator(3, 3)) == 54_413_955  # the reference code prints "54.414 M"
+
+
+def test_unet_eval_is_deterministic_and_training_draws_dropout() -> None:
+    torch.manual_seed(0)
+    g = UnetGenerator(3, 3, depth=6, base_channels=4)  # dropout at level 4
+    init_weights(g, 0.02)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        g.eval()
+        assert torch.equal(g(x), g(x))
+        g.train()
+        assert not torch.equal(g(x), g(x))
+        torch.manual_seed(1)
+        first = g(x)
+        torch.manual_seed(1)
+        assert torch.equal(g(x), first)  # the only noise is the global RNG's
+
+
+def test_unet_gradient_checkpointing_gives_the_same_output_and_gradients() -> None:
+    torch.manual_seed(0)
+    plain = UnetGenerator(3, 3, depth=6, base_channels=4)  # with dropout, whose mask the recomputation must reuse
+    init_weights(plain, 0.02)
+    saving = copy.deepcopy(plain)
+    saving.gradient_checkpointing = True
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    outputs, grads = [], []
+    for net in (plain, saving):
+        net.train()
+        image = x.clone().requires_grad_(True)
+        torch.manual_seed(1)  # the same dropout masks in both
+        out = net(image)
+        loss = (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()  # a second backward pass recomputes the checkpointed blocks once more
+        outputs.append(out.detach())
+        grads.append([image.grad, *(p.grad for p in net.parameters())])
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=0)
+    assert all(g is not None for g in grads[1])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():  # batch norm's running statistics moved once, in the forward pass, as without
+        for a, b in zip(plain.buffers(), saving.buffers(), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -59,17 +58,20 @@ def checkpointed(block: nn.Module, x: Tensor) -> Tensor:
     """
     if torch.compiler.is_compiling():  # a compiled graph's recomputation does not replay buffer updates
         return checkpoint(block, x, use_reentrant=False)
-    contexts = (contextlib.nullcontext(), _buffers_kept(block))  # (around the forward, around the recomputation)
+    contexts = (contextlib.nullcontext(), _BuffersKept(block))  # (around the forward, around each recomputation)
     return checkpoint(block, x, use_reentrant=False, context_fn=lambda: contexts)
 
 
-@contextlib.contextmanager
-def _buffers_kept(module: nn.Module) -> Iterator[None]:
-    buffers = list(module.buffers())
-    saved = [b.clone() for b in buffers]
-    try:
-        yield
-    finally:
+class _BuffersKept:
+    """Puts a module's buffers back as they were on entry; re-enterable, as every backward pass recomputes."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        self.saved = [(buffer, buffer.clone()) for buffer in self.module.buffers()]
+
+    def __exit__(self, *exc: object) -> None:
         with torch.no_grad():
-            for buffer, value in zip(buffers, saved, strict=True):
+            for buffer, value in self.saved:
                 buffer.copy_(value)

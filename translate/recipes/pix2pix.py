@@ -49,6 +49,8 @@ class Pix2PixConfig:
     decay_from: float = 0.5  # fraction of training after which the learning rate decays linearly to zero
 
     def __post_init__(self) -> None:
+        if self.direction not in ("a2b", "b2a"):  # --direction arrives as a plain string, not parsed by --set
+            raise ConfigError(f"direction must be a2b or b2a, got {self.direction!r}")
         if self.depth is not None and self.data.image_size % 2**self.depth:
             raise ConfigError(f"image_size {self.data.image_size} must be a multiple of 2**depth ({2**self.depth})")
         if self.resolved_depth < MIN_DEPTH:
