@@ -15,7 +15,8 @@ the real Kai glyphs:
 - mean L1 on [0, 1] grey levels, and SSIM (Wang et al. 2004; 11×11 Gaussian window), both averaged over glyphs,
 next to two baselines: "output = input" (the Ming glyph itself) and an all-white page. `ship` copies the chosen
 generator (weights and config only) into pretrained/, records it in the manifest and writes samples/ming (held-out
-inputs for `translate apply samples/ming --model ming2kai`) and samples/ming2kai.png (input / output / real Kai).
+inputs for `translate apply samples/ming --model ming2kai`), samples/kai (the same characters in the Kai font) and
+samples/ming2kai.png (input / output / real Kai).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ RECIPES: dict[str, dict[str, object]] = {
     },
     # Unpaired: trainA and trainB hold different characters; ResNet-6 (the paper's choice below 256 px).
     "cyclegan": {
-        "args": ["--steps", "3000", "--batch-size", "4", "--set", "generator_channels=32"],
+        "args": ["--steps", "2000", "--batch-size", "4", "--set", "generator_channels=32"],
     },
 }
 LOG = ["--set", "train.log_every=100", "--set", "train.checkpoint_every=1000", "--set", "train.preview_every=1000"]
@@ -169,13 +170,15 @@ def checkpoint_name(recipe: str) -> str:
 
 
 def write_samples(data: Path) -> None:
-    """samples/ming: the first held-out Ming glyphs; samples/ming2kai.png: their inputs, outputs and real Kai."""
+    """samples/ming and samples/kai: the first held-out glyphs in both fonts (inputs to try, and what the output
+    should look like); samples/ming2kai.png: inputs, outputs and real Kai glyphs in three rows."""
     ming_files, ming, kai = held_out(data)
-    folder = REPO / "samples" / "ming"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for path in ming_files[:SAMPLES]:
-        shutil.copy(path, folder / path.name)
+    for name, domain in (("ming", "A"), ("kai", "B")):
+        folder = REPO / "samples" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for path in ming_files[:SAMPLES]:
+            shutil.copy(data / "test" / domain / path.name, folder / path.name)
     output = translate_glyphs("ming2kai", ming[:SAMPLES])
     rows = np.concatenate([ming[:SAMPLES], output, kai[:SAMPLES]])  # (3·S, H, W, 1)
     save_image(REPO / "samples" / "ming2kai.png", make_grid(rows, ncols=SAMPLES))
