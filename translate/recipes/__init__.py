@@ -7,7 +7,7 @@ import functools
 
 from translate.config import ConfigError
 from translate.recipes import cgan, cyclegan, dcgan, generation, pix2pix, wgan_gp
-from translate.recipes.base import RecipeSpec
+from translate.recipes.base import RecipeSpec, epoch_steps
 
 RECIPES: dict[str, RecipeSpec] = {
     "cyclegan": RecipeSpec(
@@ -18,7 +18,7 @@ RECIPES: dict[str, RecipeSpec] = {
         build_generator=cyclegan.build_generator,
         directions=cyclegan.DIRECTIONS,
         make_data=cyclegan.make_data,
-        default_steps=cyclegan.default_steps,
+        default_steps=epoch_steps,
         presets=cyclegan.PRESETS,
     ),
     "pix2pix": RecipeSpec(
@@ -29,7 +29,7 @@ RECIPES: dict[str, RecipeSpec] = {
         build_generator=pix2pix.build_generator,
         directions=pix2pix.DIRECTIONS,
         make_data=pix2pix.make_data,
-        default_steps=pix2pix.default_steps,
+        default_steps=epoch_steps,
         presets=pix2pix.PRESETS,
     ),
     "dcgan": RecipeSpec(
@@ -40,7 +40,7 @@ RECIPES: dict[str, RecipeSpec] = {
         build_generator=generation.build_generator,
         directions=generation.DIRECTIONS,
         make_data=generation.make_data,
-        default_steps=generation.default_steps,
+        default_steps=epoch_steps,
         presets=dcgan.PRESETS,
     ),
     "wgan-gp": RecipeSpec(
@@ -51,7 +51,7 @@ RECIPES: dict[str, RecipeSpec] = {
         build_generator=generation.build_generator,
         directions=generation.DIRECTIONS,
         make_data=generation.make_data,
-        default_steps=generation.default_steps,
+        default_steps=epoch_steps,
         presets=wgan_gp.PRESETS,
     ),
     "cgan": RecipeSpec(
@@ -62,7 +62,7 @@ RECIPES: dict[str, RecipeSpec] = {
         build_generator=generation.build_generator,
         directions=generation.DIRECTIONS,
         make_data=functools.partial(generation.make_data, labeled=True),
-        default_steps=generation.default_steps,
+        default_steps=epoch_steps,
         presets=cgan.PRESETS,
     ),
 }

@@ -48,3 +48,21 @@ class RecipeSpec:
     make_data: Callable[..., TrainingData]
     default_steps: Callable[[Any, TrainingData], int]
     presets: dict[str, dict[str, object]]
+
+
+def epoch_steps(config: Any, data: TrainingData) -> int:
+    """Steps for `config.epochs` passes over the dataset (for unpaired data: over the larger domain)."""
+    return max(1, config.epochs * len(data.dataset) // config.train.batch_size)
+
+
+def linear_decay(lr: float, step: int, total: int, decay_from: float) -> float:
+    """Constant `lr` for the first `decay_from` of `total` steps, then linear decay to zero (CycleGAN, section 7.1;
+    the pix2pix reference code's schedule). A pure function of the step: nothing to save for resume."""
+    decay_start = int(total * decay_from)
+    return lr * (1.0 - max(0, step - decay_start) / max(1, total - decay_start))
+
+
+def set_learning_rate(lr: float, *optimizers: torch.optim.Optimizer) -> None:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr

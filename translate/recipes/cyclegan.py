@@ -25,7 +25,7 @@ from translate.losses import ImagePool, discriminator_loss, generator_loss
 from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.resnet import ResnetGenerator
-from translate.recipes.base import TrainingData
+from translate.recipes.base import TrainingData, linear_decay, set_learning_rate
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,6 @@ def build_generator(config: CycleGANConfig, direction: str = "a2b") -> ResnetGen
     )
 
 
-def default_steps(config: CycleGANConfig, data: TrainingData) -> int:
-    """The paper trains for `epochs` passes over the larger domain."""
-    return max(1, config.epochs * len(data.dataset) // config.train.batch_size)
-
-
 def make_data(
     config: CycleGANConfig,
     data: Path | None,
@@ -177,19 +172,10 @@ class CycleGAN:
             norm=c.norm,
         )
 
-    def learning_rate(self, step: int) -> float:
-        """Constant, then linear decay to zero over the last (1 - decay_from) of training (paper, section 7.1)."""
-        total = self.config.train.steps
-        decay_start = int(total * self.config.decay_from)
-        remaining = max(1, total - decay_start)
-        return self.config.optim.lr * (1.0 - max(0, step - decay_start) / remaining)
-
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         """One generator update then one discriminator update, as in the paper's Algorithm."""
         c = self.config
-        lr = self.learning_rate(step)
-        for group in itertools.chain(self.opt_G.param_groups, self.opt_D.param_groups):
-            group["lr"] = lr
+        set_learning_rate(linear_decay(c.optim.lr, step, c.train.steps, c.decay_from), self.opt_G, self.opt_D)
         real_A, real_B = batch["A"], batch["B"]
         λ_cyc, λ_idt = c.lambda_cycle, c.lambda_cycle * c.lambda_identity
 

@@ -69,10 +69,6 @@ def build_networks(
     return engine.prepare(G), engine.prepare(D)
 
 
-def default_steps(config: GeneratorConfig, data: TrainingData) -> int:
-    return max(1, config.epochs * len(data.dataset) // config.train.batch_size)
-
-
 def make_data(
     config: GeneratorConfig,
     data: Path | None,

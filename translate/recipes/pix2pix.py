@@ -25,7 +25,7 @@ from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.unet import UnetGenerator, unet_depth
 from translate.paired import PairedDataset, paired_sources, preview_pairs, scan_pairs
-from translate.recipes.base import TrainingData
+from translate.recipes.base import TrainingData, linear_decay, set_learning_rate
 
 MIN_DEPTH = 4  # below 4 levels (image sizes not divisible by 16) the "U" has almost no receptive field
 
@@ -107,10 +107,6 @@ def build_generator(config: Pix2PixConfig, direction: str = "a2b") -> UnetGenera
     )
 
 
-def default_steps(config: Pix2PixConfig, data: TrainingData) -> int:
-    return max(1, config.epochs * len(data.dataset) // config.train.batch_size)
-
-
 def make_data(
     config: Pix2PixConfig,
     data: Path | None,
@@ -163,19 +159,10 @@ class Pix2Pix:
         self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
 
-    def learning_rate(self, step: int) -> float:
-        """Constant, then linear decay to zero over the last (1 - decay_from) of training."""
-        total = self.config.train.steps
-        decay_start = int(total * self.config.decay_from)
-        remaining = max(1, total - decay_start)
-        return self.config.optim.lr * (1.0 - max(0, step - decay_start) / remaining)
-
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         """D step then G step, as the reference code's optimize_parameters."""
         c = self.config
-        lr = self.learning_rate(step)
-        for group in (*self.opt_G.param_groups, *self.opt_D.param_groups):
-            group["lr"] = lr
+        set_learning_rate(linear_decay(c.optim.lr, step, c.train.steps, c.decay_from), self.opt_G, self.opt_D)
         real_A, real_B = batch["A"], batch["B"]
 
         # D: real pairs (x, y) vs fake pairs (x, G(x)); halved so D learns slower than G (paper, section 3.3).
