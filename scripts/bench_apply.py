@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photo_crops import random_crop, source_photos
 
+from translate.deploy.inference import plan, run_model, translate_files
+from translate.deploy.metrics import ssim
 from translate.imageio import find_images, load_image, to_float
-from translate.inference import plan, run_model, translate_files
-from translate.metrics import ssim
 
 
 def write_crops(folder: Path, n: int, size: int, seed: int) -> Path:
@@ -46,10 +46,10 @@ def write_crops(folder: Path, n: int, size: int, seed: int) -> Path:
 
 def fresh_checkpoint(folder: Path) -> Path:
     """A randomly initialised paper-default CycleGAN (ResNet-9, 64 channels) checkpoint."""
-    from translate import checkpoint
     from translate.config import apply_overrides, to_dict
-    from translate.engine import Engine
     from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
+    from translate.train import checkpoint
+    from translate.train.engine import Engine
 
     config = apply_overrides(CycleGANConfig(), {"data.channels": 3, "train.steps": 1})
     path = checkpoint.checkpoint_path(folder, 0)
@@ -97,9 +97,9 @@ def main() -> None:
     parser.add_argument("--skip-torch", action="store_true", help="only the ONNX Runtime rows")
     args = parser.parse_args()
 
-    from translate.export import export
-    from translate.models import load_translator
-    from translate.runtime import cuda_devices, physical_cores
+    from translate.deploy.export import export
+    from translate.deploy.models import load_translator
+    from translate.deploy.runtime import cuda_devices, physical_cores
 
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp_name:
         tmp = Path(tmp_name)

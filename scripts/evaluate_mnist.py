@@ -3,7 +3,7 @@
     python scripts/evaluate_mnist.py --model runs/cgan-mnist --classifier /tmp/mnist-classifier.safetensors \
         --data /tmp/mnist --n 1000 --seed 0 --device cpu --json /tmp/cgan-mnist-eval.json
 
-MODEL is anything ``translate.models.load_sampler`` accepts (e.g. a run folder or a checkpoint). The generator gets
+MODEL is anything ``translate.deploy.models.load_sampler`` accepts (a run folder, a checkpoint). The generator gets
 z ~ N(0, I) from ``np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)``.
 
 * Conditional model (``num_classes > 0``; class names must be the digits "0".."9"): labels are spread evenly
@@ -49,7 +49,7 @@ DIGITS = tuple(str(d) for d in range(10))
 
 
 class Sampler(Protocol):
-    """What ``translate.models.load_sampler`` returns."""
+    """What ``translate.deploy.models.load_sampler`` returns."""
 
     latent_dim: int
     num_classes: int
@@ -139,7 +139,7 @@ def markdown(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("metric", "
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="generator: run folder or checkpoint (translate.models)")
+    parser.add_argument("--model", required=True, help="generator: run folder or checkpoint (translate.deploy.models)")
     parser.add_argument("--classifier", type=Path, required=True, help="weights from scripts/mnist_classifier.py")
     parser.add_argument("--data", type=Path, required=True, help="folder from scripts/mnist_folders.py")
     parser.add_argument("--n", type=int, default=1000, help="number of generated images (default 1000)")
@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be at least 2 (the Fréchet distance needs a covariance)")
 
     torch.set_num_threads(2)
-    from translate.models import ModelError, load_sampler
+    from translate.deploy.models import load_sampler
+    from translate.errors import ModelError
 
     classifier, classifier_meta = load_classifier(args.classifier, "cpu")
     try:

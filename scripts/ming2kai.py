@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from translate.deploy.metrics import ssim
 from translate.files import sha256_file
 from translate.imageio import find_images, load_image, make_grid, save_image, to_float
-from translate.metrics import ssim
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CHARACTERS, HELD_OUT_CHARACTERS, SIZE, SEED = 3000, 400, 64, 0
@@ -95,8 +95,8 @@ def scores(output: np.ndarray, real: np.ndarray) -> dict[str, float]:
 
 
 def translate_glyphs(model: str, glyphs: np.ndarray) -> np.ndarray:
-    from translate.inference import run_model
-    from translate.models import load_translator
+    from translate.deploy.inference import run_model
+    from translate.deploy.models import load_translator
 
     translator = load_translator(model, "a2b", "cpu")
     return np.concatenate([run_model(translator, glyphs[i : i + 64]) for i in range(0, len(glyphs), 64)])
@@ -120,8 +120,8 @@ def evaluate(data: Path, runs: Path) -> dict[str, dict[str, float]]:
 
 
 def ship(data: Path, runs: Path, recipe: str) -> None:
-    from translate import checkpoint
-    from translate.models import load_generator
+    from translate.deploy.models import load_generator
+    from translate.train import checkpoint
 
     latest = checkpoint.latest_checkpoint(runs / recipe)
     if latest is None:

@@ -47,8 +47,8 @@ def train(name: str, spec: dict[str, object], data: Path, runs: Path, seed: int)
 
 def pack(name: str, run: Path, out_dir: Path, extra: dict[str, object]) -> Path:
     """Copy the generator (weights + config) out of the run's newest checkpoint into out_dir/NAME.safetensors."""
-    from translate import checkpoint
-    from translate.models import load_generator
+    from translate.deploy.models import load_generator
+    from translate.train import checkpoint
 
     latest = checkpoint.latest_checkpoint(run)
     if latest is None:

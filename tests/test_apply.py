@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from translate import checkpoint
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
-from translate.engine import Engine
+from translate.deploy.models import load_generator, load_translator, resolve_checkpoint
 from translate.imageio import load_image, to_float, to_uint8
-from translate.models import load_generator, load_translator, resolve_checkpoint
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
+from translate.train import checkpoint
+from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
@@ -426,7 +426,7 @@ def test_run_folder_resolves_to_its_newest_checkpoint(tmp_path: Path, two_step_r
 
 
 def test_library_path_does_not_import_torch() -> None:
-    code = "import sys; import translate.inference, translate.imageio; assert 'torch' not in sys.modules"
+    code = "import sys; import translate.deploy.inference, translate.imageio; assert 'torch' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from translate.config import ConfigError, apply_overrides, from_dict, to_dict
+from translate.config import apply_overrides, from_dict, to_dict
+from translate.errors import ConfigError
 from translate.recipes.cyclegan import PRESETS, CycleGANConfig
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from translate.data import DataError, UnpairedDataset, pick, scan_domain, to_model_range, unpaired_folders
+from translate.data.folders import UnpairedDataset, pick, scan_domain, to_model_range, unpaired_folders
+from translate.errors import DataError
 from translate.imageio import to_float
 
 

@@ -1,4 +1,4 @@
-"""Tests for translate.datasets: everything is served from a local HTTP server, no internet needed."""
+"""Tests for translate.data.known: everything is served from a local HTTP server, no internet needed."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from httpserver import Server
 from PIL import Image
 
-from translate import datasets as ds
-from translate.datasets import DatasetError
+from translate.data import known as ds
+from translate.errors import DatasetError
 
 
 def _png(color: tuple[int, int, int]) -> bytes:

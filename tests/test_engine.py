@@ -11,13 +11,14 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
-from translate import checkpoint
-from translate.config import ConfigError, apply_overrides
-from translate.engine import Engine, native_bf16, resolve_precision
+from translate.config import apply_overrides
+from translate.errors import ConfigError
 from translate.networks.layers import init_weights
 from translate.networks.resnet import ResnetGenerator
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig, build_generator
-from translate.trainer import TrainRequest, train
+from translate.train import checkpoint
+from translate.train.engine import Engine, native_bf16, resolve_precision
+from translate.train.launch import TrainRequest, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

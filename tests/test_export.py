@@ -17,13 +17,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from translate import checkpoint
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
-from translate.engine import Engine
-from translate.models import load_generator
+from translate.deploy.models import load_generator
+from translate.deploy.runtime import create_session, cuda_devices, physical_cores
 from translate.recipes import RECIPES
-from translate.runtime import create_session, cuda_devices, physical_cores
+from translate.train import checkpoint
+from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
@@ -154,7 +154,7 @@ def test_every_recipe_exports_with_metadata_and_dynamic_shapes(
 
 
 def test_failed_parity_check_writes_nothing(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("translate.export.FP32_TOLERANCE", 0.0)
+    monkeypatch.setattr("translate.deploy.export.FP32_TOLERANCE", 0.0)
     out = tmp_path / "g.onnx"
     result = _cli("export", runs / "cyclegan", "--out", out)
     assert result.exit_code == 1

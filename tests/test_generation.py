@@ -10,16 +10,18 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from translate import checkpoint
 from translate.cli import app
-from translate.config import ConfigError, apply_overrides
-from translate.data import to_model_range
-from translate.engine import Engine
+from translate.config import apply_overrides
+from translate.data.folders import to_model_range
+from translate.errors import ConfigError
 from translate.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from translate.recipes import RECIPES
 from translate.recipes.generation import make_data
 from translate.recipes.wgan_gp import gradient_penalty
-from translate.trainer import Trainer, complete_config
+from translate.train import checkpoint
+from translate.train.engine import Engine
+from translate.train.launch import complete_config
+from translate.train.loop import Trainer
 
 GENERATORS = ["dcgan", "wgan-gp", "cgan"]
 TINY = ["--image-size", "32", "--batch-size", "4", "--set", "generator_channels=8", "--set", "discriminator_channels=8"]
@@ -148,7 +150,7 @@ def test_cgan_saves_class_names_and_resumes_exactly(digits: Path, tmp_path: Path
 
 
 def test_labeled_data_needs_classes(tmp_path: Path, digits: Path) -> None:
-    from translate.data import DataError
+    from translate.errors import DataError
 
     config = RECIPES["cgan"].config_class()
     with pytest.raises(DataError, match="one sub-folder of images per class"):

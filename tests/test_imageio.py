@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from translate.errors import ImageDecodeError
 from translate.imageio import (
     IMAGE_EXTENSIONS,
-    ImageDecodeError,
     find_images,
     image_size,
     load_image,

@@ -23,11 +23,13 @@ from PIL import Image
 from torch import Tensor, nn
 from typer.testing import CliRunner, Result
 
-from translate import checkpoint, official
 from translate.cli import app
+from translate.deploy import official
+from translate.deploy.models import load_generator
+from translate.errors import ModelError
 from translate.imageio import load_image, to_float, to_uint8
-from translate.models import ModelError, load_generator
 from translate.networks.unet import UnetGenerator
+from translate.train import checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
@@ -275,7 +277,7 @@ def test_translate_models_lists_shipped_and_official_names(tmp_path: Path, monke
 
 def test_listing_and_lookup_do_not_import_torch() -> None:
     code = (
-        "import sys; from translate import official; from translate.models import named_models; "
+        "import sys; from translate.deploy import official; from translate.deploy.models import named_models; "
         "assert len(named_models()) >= len(official.OFFICIAL_MODELS); assert 'torch' not in sys.modules"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -18,16 +18,18 @@ from rich.console import Console
 from safetensors.torch import load_file
 from typer.testing import CliRunner, Result
 
-from translate import checkpoint
 from translate.cli import app
 from translate.config import apply_overrides
-from translate.data import DataError, load_resize, to_model_range
-from translate.engine import Engine
+from translate.data.folders import load_resize, to_model_range
+from translate.data.paired import PairedDataset, paired_sources, scan_pairs
+from translate.errors import DataError
 from translate.imageio import load_image
-from translate.paired import PairedDataset, paired_sources, scan_pairs
 from translate.recipes import RECIPES
 from translate.recipes.pix2pix import Pix2Pix, Pix2PixConfig, make_data
-from translate.trainer import Trainer, complete_config
+from translate.train import checkpoint
+from translate.train.engine import Engine
+from translate.train.launch import complete_config
+from translate.train.loop import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
@@ -280,7 +282,7 @@ def test_channels_are_one_when_every_half_is_gray(tmp_path: Path, monkeypatch: p
     assert channels == 1 and cached.shape == (6, 2, 16, 16)
     assert samples("mixed")[0] == 3
     # Sets too large to keep in memory are decoded again on each use: the samples are the same.
-    monkeypatch.setattr("translate.paired.CACHE_LIMIT_BYTES", 0)
+    monkeypatch.setattr("translate.data.paired.CACHE_LIMIT_BYTES", 0)
     channels, decoded = samples("gray")
     assert channels == 1 and torch.equal(decoded, cached)
 

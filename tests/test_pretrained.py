@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from translate.cli import app
-from translate.models import load_sampler, pretrained_dir, shipped_models
+from translate.deploy.models import load_sampler, pretrained_dir, shipped_models
 
 
 def test_manifest_matches_the_files() -> None:

@@ -12,8 +12,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from translate.metrics import psnr, ssim
-from translate.quantize import QuantizationError, quantize_int8, to_float16
+from translate.deploy.metrics import psnr, ssim
+from translate.deploy.quantize import quantize_int8, to_float16
+from translate.errors import QuantizationError
 
 SIZE = 32
 
@@ -100,7 +101,7 @@ def test_metrics_reject_mismatched_shapes() -> None:
 
 
 def test_modules_do_not_import_torch() -> None:
-    code = "import sys, translate.metrics, translate.quantize; assert 'torch' not in sys.modules"
+    code = "import sys, translate.deploy.metrics, translate.deploy.quantize; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

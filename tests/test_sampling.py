@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from translate import sampling
-from translate.sampling import SamplingError
+from translate.deploy import sampling
+from translate.errors import SamplingError
 
 
 class FakeSampler:

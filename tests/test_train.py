@@ -18,13 +18,14 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from translate import checkpoint
 from translate.cli import app
 from translate.config import apply_overrides
-from translate.engine import Engine
 from translate.recipes import RECIPES
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig, make_data
-from translate.trainer import Trainer, TrainingStopped, complete_config
+from translate.train import checkpoint
+from translate.train.engine import Engine
+from translate.train.launch import complete_config
+from translate.train.loop import Trainer, TrainingStopped
 
 TINY = [
     "--image-size",

@@ -135,8 +135,9 @@ def train(
 ) -> None:
     """Train a generator on a folder of images or a known dataset."""
     with _errors():
-        from translate.trainer import TrainingStopped, TrainRequest
-        from translate.trainer import train as run_training
+        from translate.train.launch import TrainRequest
+        from translate.train.launch import train as run_training
+        from translate.train.loop import TrainingStopped
 
         options = {
             "train.steps": steps,
@@ -202,8 +203,8 @@ def apply(
 ) -> None:
     """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
     with _errors():
-        from translate.inference import default_output, plan, translate_files
-        from translate.models import load_translator
+        from translate.deploy.inference import default_output, plan, translate_files
+        from translate.deploy.models import load_translator
 
         translator = load_translator(model, direction, device)
         target = out if out is not None else default_output(input_path, translator.direction)
@@ -245,8 +246,8 @@ def sample(
 ) -> None:
     """Draw samples from an image generator (default: the shipped mnist-dcgan)."""
     with _errors():
-        from translate.models import load_sampler
-        from translate.sampling import run_sample
+        from translate.deploy.models import load_sampler
+        from translate.deploy.sampling import run_sample
 
         sampler = load_sampler(model, device)
         paths = run_sample(
@@ -285,8 +286,8 @@ def interpolate(
 ) -> None:
     """Walk through latent space (or between classes) and save an animation or a strip."""
     with _errors():
-        from translate.models import load_sampler
-        from translate.sampling import run_interpolate
+        from translate.deploy.models import load_sampler
+        from translate.deploy.sampling import run_interpolate
 
         sampler = load_sampler(model, device)
         run_interpolate(
@@ -326,8 +327,8 @@ def export(
 ) -> None:
     """Export a generator to ONNX (with its metadata inside) after checking it against PyTorch."""
     with _errors():
-        from translate.config import ConfigError
-        from translate.export import export as run_export
+        from translate.deploy.export import export as run_export
+        from translate.errors import ConfigError
 
         if fp16 and int8:
             raise ConfigError("--fp16 and --int8 exclude each other; choose one")
@@ -352,7 +353,7 @@ def export(
 @app.command("datasets")
 def list_datasets() -> None:
     """List the known datasets that `translate train NAME` downloads."""
-    from translate.datasets import cache_dir, describe
+    from translate.data.known import cache_dir, describe
 
     table = Table("family", "name", "cached", "what it is", title=f"known datasets (cache: {cache_dir() / 'datasets'})")
     for family, name, description, cached in describe():
@@ -363,8 +364,8 @@ def list_datasets() -> None:
 @app.command("models")
 def list_models() -> None:
     """List the models `--model NAME` takes by name: shipped ones, and official ones downloaded on first use."""
-    from translate.datasets import cache_dir
-    from translate.models import named_models
+    from translate.data.known import cache_dir
+    from translate.deploy.models import named_models
 
     table = Table("source", "recipe", title=f"models by name (official ones cached in {cache_dir() / 'models'})")
     table.add_column("name", no_wrap=True)  # copied into commands: never broken across lines

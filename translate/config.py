@@ -13,19 +13,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from translate.errors import TranslateError
+from translate.errors import ConfigError
 
 C = TypeVar("C")
-
-
-class ConfigError(TranslateError, ValueError):
-    """A configuration value or key that cannot be used; the message says which and how to fix it."""
-
-    exit_code = 2  # a usage error, like a bad command-line option
-
-
-class DeviceError(TranslateError, RuntimeError):
-    """The requested device cannot be used here."""
 
 
 @dataclass(frozen=True)

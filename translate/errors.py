@@ -1,13 +1,75 @@
-"""The base of every error a user can fix: the command line prints its one-line message, never a traceback.
+"""Every error a user can fix, in one place: the command line prints its one-line message, never a traceback.
 
-It lives apart from the modules that raise it so the command line can catch any of them without importing
-those modules (and torch with them) on the ONNX Runtime path.
+They live apart from the modules that raise them so the command line can catch any of them without importing
+those modules (and torch with them) on the ONNX Runtime path, and so no module imports another only for its
+error class. Each message names the file or option and the fix.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class TranslateError(Exception):
     """A problem with the user's input or environment; the message names the file or option and the fix."""
 
     exit_code = 1
+
+
+class ConfigError(TranslateError, ValueError):
+    """A configuration value or key that cannot be used; the message says which and how to fix it."""
+
+    exit_code = 2  # a usage error, like a bad command-line option
+
+
+class DeviceError(TranslateError, RuntimeError):
+    """The requested device cannot be used here."""
+
+
+class DataError(TranslateError, ValueError):
+    """Unusable training data; the message names the folder and the fix."""
+
+
+class DatasetError(TranslateError):
+    """A dataset problem with a one-line, user-facing message that says what went wrong and the fix."""
+
+
+class CheckpointError(TranslateError, RuntimeError):
+    """A checkpoint that cannot be read or does not fit; the message names the file."""
+
+
+class ModelError(TranslateError, ValueError):
+    """A model that cannot be found or used; the message names it and the fix."""
+
+
+class OnnxModelError(TranslateError):
+    """An .onnx file that translate cannot use; the message says why and what to do."""
+
+
+class ExportError(TranslateError):
+    """An export that cannot be made or that failed its parity check."""
+
+
+class ApplyError(TranslateError, ValueError):
+    """Unusable input or output location; the message names the path and the fix."""
+
+
+class SamplingError(TranslateError, ValueError):
+    """Bad sampling request; the message says what to change."""
+
+
+class QuantizationError(TranslateError, ValueError):
+    """The model cannot be converted as asked (e.g. no calibration data); the message says what to supply."""
+
+
+class ImageDecodeError(TranslateError):
+    """An image file exists but could not be decoded. ``str()`` is ``"<path>: <reason>"`` on one line."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = " ".join(reason.split()) or "could not decode image"
+        super().__init__(f"{self.path}: {self.reason}")
+
+    def __reduce__(self) -> tuple[type[ImageDecodeError], tuple[Path, str]]:
+        # Default pickling would call cls(message) and fail; DataLoader workers/process pools pickle errors.
+        return (type(self), (self.path, self.reason))

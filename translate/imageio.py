@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from translate.errors import TranslateError
+from translate.errors import ImageDecodeError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "ImageDecodeError",
     "find_images",
     "image_size",
     "load_image",
@@ -68,19 +67,6 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # Orientations 5-8 rotate by 90 degrees, i.e. swap width and height.
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION_TAG = 0x0112
-
-
-class ImageDecodeError(TranslateError):
-    """An image file exists but could not be decoded. ``str()`` is ``"<path>: <reason>"`` on one line."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = " ".join(reason.split()) or "could not decode image"
-        super().__init__(f"{self.path}: {self.reason}")
-
-    def __reduce__(self) -> tuple[type[ImageDecodeError], tuple[Path, str]]:
-        # Default pickling would call cls(message) and fail; DataLoader workers/process pools pickle errors.
-        return (type(self), (self.path, self.reason))
 
 
 def _reason(exc: BaseException) -> str:

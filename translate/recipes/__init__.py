@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 
-from translate.config import ConfigError
+from translate.errors import ConfigError
 from translate.recipes import cgan, cyclegan, dcgan, generation, pix2pix, wgan_gp
 from translate.recipes.base import RecipeSpec, epoch_steps
 

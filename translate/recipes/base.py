@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 @dataclass
 class TrainingData:
-    dataset: Dataset  # indexed by a global sample counter (see translate.data)
+    dataset: Dataset  # indexed by a global sample counter (see translate.data.folders)
     preview: dict[str, Tensor]  # fixed held-out inputs for preview grids
     summary: str  # one line for the log, e.g. "1067 A / 1334 B images"
     channels: int  # image channels the data resolved to (1 or 3)

@@ -14,11 +14,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from translate.config import ConfigError
-from translate.engine import Engine
+from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
 from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
+from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},

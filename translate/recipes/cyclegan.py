@@ -18,14 +18,15 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import Tensor, nn
 
-from translate.config import ConfigError, DataConfig, OptimConfig, TrainConfig
-from translate.data import UnpairedDataset, preview_images, scan_domain, unpaired_folders
-from translate.engine import Engine
+from translate.config import DataConfig, OptimConfig, TrainConfig
+from translate.data.folders import UnpairedDataset, preview_images, scan_domain, unpaired_folders
+from translate.errors import ConfigError
 from translate.losses import ImagePool, discriminator_loss, generator_loss
 from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.resnet import ResnetGenerator
 from translate.recipes.base import TrainingData, linear_decay, set_learning_rate
+from translate.train.engine import Engine
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from translate.config import ConfigError, DataConfig, OptimConfig, TrainConfig
-from translate.data import DataError, ImageDataset, scan_classes, scan_domain
-from translate.engine import Engine
+from translate.config import DataConfig, OptimConfig, TrainConfig
+from translate.data.folders import ImageDataset, scan_classes, scan_domain
+from translate.errors import ConfigError, DataError
 from translate.networks.dcgan import DCGANGenerator
 from translate.networks.layers import init_weights
 from translate.recipes.base import TrainingData
+from translate.train.engine import Engine
 
 DIRECTIONS: dict[str, str] = {"generate": "G"}  # the one generator, stored as module "G"
 PREVIEW_SAMPLES = 64

@@ -14,10 +14,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from translate.config import ConfigError, OptimConfig
-from translate.engine import Engine
+from translate.config import OptimConfig
+from translate.errors import ConfigError
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
 from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
+from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},

@@ -20,9 +20,8 @@ import torch
 from rich.console import Console
 from torch.utils.data import Dataset
 
-from translate.data import (
+from translate.data.folders import (
     CACHE_LIMIT_BYTES,
-    DataError,
     PreparedDomain,
     decode_all,
     is_gray,
@@ -32,7 +31,8 @@ from translate.data import (
     to_chw,
     training_transform,
 )
-from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
+from translate.errors import DataError, ImageDecodeError
+from translate.imageio import find_images, load_image, resize, to_float
 
 SHOWN_UNMATCHED = 8  # unmatched names listed in the warning; the rest are counted
 

@@ -1,7 +1,7 @@
 """Resolve what `--model` names and load it as a backend for inference.
 
 MODEL may be a run folder (its newest checkpoint is used), a checkpoint or .onnx file, a shipped model's name or an
-official CycleGAN/pix2pix generator's name (translate.official fetches those). Torch is imported only when a
+official CycleGAN/pix2pix generator's name (translate.deploy.official fetches those). Torch is imported only when a
 PyTorch backend is actually built.
 """
 
@@ -16,18 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from translate.errors import TranslateError
+from translate.errors import ModelError
 
 if TYPE_CHECKING:
     import torch
 
-    from translate.inference import Translator
+    from translate.deploy.inference import Translator
+    from translate.deploy.sampling import Sampler
     from translate.recipes.base import RecipeSpec
-    from translate.sampling import Sampler
-
-
-class ModelError(TranslateError, ValueError):
-    """A model that cannot be found or used; the message names it and the fix."""
 
 
 DEFAULT_SAMPLER = "mnist-dcgan"
@@ -59,7 +55,7 @@ class NamedModel:
 
 def named_models() -> list[NamedModel]:
     """The shipped models, then the official CycleGAN and pix2pix generators."""
-    from translate import official
+    from translate.deploy import official
 
     rows = [
         NamedModel(name, entry["recipe"], "shipped", True, _shipped_description(entry))
@@ -80,7 +76,7 @@ def resolve_model(model: str) -> Path:
     (`horse2zebra`, `pix2pix-edges2shoes`: downloaded and converted on first use)."""
     path = Path(model).expanduser()
     if path.is_dir():
-        from translate import checkpoint  # imports torch: only for run folders
+        from translate.train import checkpoint  # imports torch: only for run folders
 
         latest = checkpoint.latest_checkpoint(path)
         if latest is None:
@@ -98,7 +94,7 @@ def resolve_model(model: str) -> Path:
     exports = {entry["onnx"] for entry in shipped.values() if entry.get("onnx")}
     if model in exports:
         return pretrained_dir() / model
-    from translate import official  # after the paths: the ONNX path need not import the download code
+    from translate.deploy import official  # after the paths: the ONNX path need not import the download code
 
     if model in official.OFFICIAL_MODELS:
         return official.fetch(model)
@@ -138,9 +134,9 @@ class TorchTranslator:
 
 def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Build and load the generator for `direction` from any checkpoint, with no other information."""
-    from translate import checkpoint
     from translate.config import from_dict
     from translate.recipes import get_recipe
+    from translate.train import checkpoint
 
     ckpt = checkpoint.read(path)
     spec = get_recipe(ckpt.recipe)
@@ -158,7 +154,7 @@ def _check_direction(path: Path, spec: RecipeSpec, meta: dict[str, Any], directi
         return
     official = (meta.get("info") or {}).get("official")
     if official and direction == "b2a":  # an official file holds one direction: the other is another model
-        from translate.official import other_way
+        from translate.deploy.official import other_way
 
         raise ModelError(other_way(official, direction))
     if direction in spec.directions:
@@ -171,10 +167,10 @@ def load_translator(model: str, direction: str | None = None, device: str = "aut
     """A ready-to-run backend for `translate apply`: ONNX Runtime for .onnx files, else PyTorch."""
     path = resolve_model(model)
     if path.suffix.lower() == ".onnx":
-        from translate.runtime import OnnxTranslator
+        from translate.deploy.runtime import OnnxTranslator
 
         return OnnxTranslator(path, direction, device)
-    from translate.engine import resolve_device
+    from translate.train.engine import resolve_device
 
     direction = direction or "a2b"
     module, meta = load_generator(path, direction)
@@ -224,12 +220,12 @@ def load_sampler(model: str | None = None, device: str = "auto") -> Sampler:
     """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped MNIST DCGAN)."""
     path = resolve_model(model or DEFAULT_SAMPLER)
     if path.suffix.lower() == ".onnx":
-        from translate.runtime import OnnxSampler
+        from translate.deploy.runtime import OnnxSampler
 
         return OnnxSampler(path, device)
-    from translate import checkpoint
-    from translate.engine import resolve_device
     from translate.recipes import get_recipe
+    from translate.train import checkpoint
+    from translate.train.engine import resolve_device
 
     spec = get_recipe(checkpoint.read(path).recipe)
     if "generate" not in spec.directions:

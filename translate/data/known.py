@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from translate.errors import TranslateError
+from translate.errors import DatasetError
 from translate.files import sha256_file
 
 if TYPE_CHECKING:
@@ -38,10 +38,6 @@ DEFAULT_MIRROR = "http://efrosgans.eecs.berkeley.edu"
 _TIMEOUT_S = 30
 _CHUNK = 1 << 20
 _MIRROR_HINT = "set TRANSLATE_MIRROR to a reachable mirror"
-
-
-class DatasetError(TranslateError):
-    """A dataset problem with a one-line, user-facing message that says what went wrong and the fix."""
 
 
 @dataclass(frozen=True)

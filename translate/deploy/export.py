@@ -31,15 +31,16 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from translate import __version__, checkpoint
-from translate.errors import TranslateError
+from translate import __version__
+from translate.deploy.inference import MIN_SIDE
+from translate.deploy.metrics import psnr, ssim
+from translate.deploy.models import load_generator, resolve_checkpoint, shipped_models
+from translate.deploy.runtime import FORMAT_VERSION, create_session
+from translate.errors import ExportError, ImageDecodeError
 from translate.files import atomic_copy, sha256_file
-from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
-from translate.inference import MIN_SIDE
-from translate.metrics import psnr, ssim
-from translate.models import load_generator, resolve_checkpoint, shipped_models
+from translate.imageio import find_images, load_image, resize, to_float
 from translate.recipes import get_recipe
-from translate.runtime import FORMAT_VERSION, create_session
+from translate.train import checkpoint
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own minimum for Pad and friends; a lower request is raised to it
 FP32_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on outputs in [-1, 1]
@@ -49,10 +50,6 @@ MIN_SSIM = {"fp16": 0.99, "int8": 0.95}
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_IMAGES = 32  # calibrate int8 activation ranges on this many images (more adds time, little accuracy)
 EVALUATION_IMAGES = 8  # images (held out from calibration when there are enough) for the int8/fp16 check
-
-
-class ExportError(TranslateError):
-    """An export that cannot be made or that failed its parity check."""
 
 
 @dataclass
@@ -378,7 +375,7 @@ def _reduce_precision(
     generator: bool,
     calibration: list[np.ndarray],
 ) -> None:
-    from translate.quantize import quantize_int8, to_float16
+    from translate.deploy.quantize import quantize_int8, to_float16
 
     if precision == "fp16":
         onnx.save(to_float16(onnx.load(fp32_path)), out)

@@ -29,16 +29,12 @@ import torch
 from rich.console import Console
 from torch.utils.data import Dataset, Sampler
 
-from translate.errors import TranslateError
-from translate.imageio import ImageDecodeError, find_images, load_image, resize, to_float
+from translate.errors import DataError, ImageDecodeError
+from translate.imageio import find_images, load_image, resize, to_float
 
 # Decoded images are kept in memory below this many bytes (typical CycleGAN sets are 0.1-0.5 GB decoded);
 # above it they are decoded again on every use.
 CACHE_LIMIT_BYTES = 2 * 1024**3
-
-
-class DataError(TranslateError, ValueError):
-    """Unusable training data; the message names the folder and the fix."""
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,11 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from translate import __version__
-from translate.errors import TranslateError
+from translate.errors import CheckpointError
 
 FORMAT = "translate-checkpoint"
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
-
-
-class CheckpointError(TranslateError, RuntimeError):
-    """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 
 @dataclass(frozen=True)

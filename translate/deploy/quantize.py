@@ -24,20 +24,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from translate.errors import TranslateError
+from translate.errors import QuantizationError
 from translate.files import atomic_copy
 
-__all__ = ["QuantizationError", "quantize_int8", "to_float16"]
+__all__ = ["quantize_int8", "to_float16"]
 
 _FLOAT = TensorProto.FLOAT
 _HALF = TensorProto.FLOAT16
 
 # Float inputs whose type ONNX fixes to float32 whatever the data type: converting them breaks the model.
 _ALWAYS_FLOAT32_INPUTS: dict[str, frozenset[int]] = {"Resize": frozenset({2}), "Upsample": frozenset({1})}
-
-
-class QuantizationError(TranslateError, ValueError):
-    """The model cannot be converted as asked (e.g. no calibration data); the message says what to supply."""
 
 
 # ---------------------------------------------------------------------------------------------------- float16

@@ -27,10 +27,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from translate.errors import TranslateError
+from translate.errors import ApplyError, ImageDecodeError
 from translate.imageio import (
     IMAGE_EXTENSIONS,
-    ImageDecodeError,
     find_images,
     image_size,
     load_image,
@@ -53,10 +52,6 @@ class Translator(Protocol):
     description: str  # e.g. "PyTorch on cpu"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-class ApplyError(TranslateError, ValueError):
-    """Unusable input or output location; the message names the path and the fix."""
 
 
 @dataclass

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +25,12 @@ from rich.progress import (
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from translate import checkpoint, datasets
-from translate.config import ConfigError, apply_overrides, describe, from_dict, to_dict
-from translate.data import CounterSampler, DataError, default_num_workers, to_model_range
-from translate.engine import Engine, init_distributed, main_process_first, shutdown_distributed
+from translate.config import to_dict
+from translate.data.folders import CounterSampler, default_num_workers, to_model_range
 from translate.imageio import make_grid, save_image, to_uint8
-from translate.recipes import get_recipe
-from translate.recipes.base import Recipe, RecipeSpec, TrainingData
+from translate.recipes.base import Recipe, TrainingData
+from translate.train import checkpoint
+from translate.train.engine import Engine
 
 
 class TrainingStopped(RuntimeError):
@@ -278,207 +275,3 @@ def _progress(console: Console, *, enabled: bool) -> Iterator[Progress]:
     )
     with progress:
         yield progress
-
-
-def resolve_steps(config: Any, steps: int) -> Any:
-    """The config with train.steps set."""
-    return replace(config, train=replace(config.train, steps=steps))
-
-
-def complete_config(spec: RecipeSpec, config: Any, data: TrainingData) -> Any:
-    """Fill what the data decides: image channels, and the recipe's default length when steps is 0."""
-    config = replace(config, data=replace(config.data, channels=data.channels))
-    if data.class_names:
-        config = replace(config, class_names=data.class_names)
-    if config.train.steps == 0:
-        config = resolve_steps(config, spec.default_steps(config, data))
-    return config
-
-
-@dataclass
-class TrainRequest:
-    """What `translate train` was asked; every field maps to a command-line option."""
-
-    data: str | None = None  # a folder, or a known dataset name
-    model: str | None = None  # None: cyclegan when the data has the trainA/trainB layout
-    out: Path = Path("runs")
-    name: str | None = None
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"  # how the run computes (engine settings): free to change on resume
-    compile: bool = False
-    channels_last: bool | None = None
-    grad_checkpointing: bool = False
-    preset: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # first-class options, e.g. {"train.steps": 100}
-    overrides: list[str] = field(default_factory=list)  # --set key=value
-    domain_a: Path | None = None
-    domain_b: Path | None = None
-    progress: bool = True
-
-
-def resolve_data(data: str, family: str, console: Console) -> Path:
-    """A folder as given, or a known dataset downloaded into the cache."""
-    path = Path(data).expanduser()
-    if path.exists():
-        return path
-    if datasets.is_known(data, family):
-        return datasets.prepare(data, family, progress=console.is_terminal)
-    close = datasets.close_matches(data)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise DataError(f"{data}: no such folder and not a known dataset name{hint}; `translate datasets` lists them")
-
-
-def build_config(spec: RecipeSpec, request: TrainRequest) -> Any:
-    """Defaults < preset < first-class options < --set overrides."""
-    config = spec.config_class()
-    if request.preset is not None:
-        if request.preset not in spec.presets:
-            raise ConfigError(
-                f"unknown preset {request.preset!r} for {spec.name}; available: {', '.join(spec.presets)}"
-            )
-        config = apply_overrides(config, dict(spec.presets[request.preset]))
-    options = {k: v for k, v in request.options.items() if v is not None}
-    if "direction" in options and not any(f.name == "direction" for f in fields(config)):
-        raise ConfigError(f"--direction is for paired training (pix2pix); {spec.name} does not take it")
-    config = apply_overrides(config, options)
-    return apply_overrides(config, request.overrides)
-
-
-def _default_run_dir(out: Path, stem: str, resume: bool) -> Path:
-    # A fresh run never reuses a folder that holds checkpoints: runs/NAME, runs/NAME-2, ...
-    candidate, n = out / stem, 1
-    while not resume and checkpoint.list_checkpoints(candidate):
-        n += 1
-        candidate = out / f"{stem}-{n}"
-    return candidate
-
-
-def train(request: TrainRequest, console: Console | None = None) -> Path:
-    """Resolve data, config and run folder, train, and return the run folder.
-
-    Launched by torchrun with several processes, this is one rank of a DistributedDataParallel run: every rank
-    trains on its share of each step's samples, and rank 0 alone writes and reports.
-    """
-    launch = init_distributed(request.device)
-    together = False  # every rank finished, or stopped after the same step (a stop request, a non-finite loss)
-    try:
-        if launch is not None and launch.rank != 0:
-            console = Console(stderr=True, quiet=True)
-        run_dir = _train(request, console or Console(stderr=True))
-        together = True
-        return run_dir
-    except TrainingStopped:
-        together = True
-        raise
-    finally:
-        shutdown_distributed(together=together)
-
-
-def _train(request: TrainRequest, console: Console) -> Path:
-    if request.name is not None:
-        run_dir = request.out / request.name
-    elif request.data is not None:
-        data_path = Path(request.data).expanduser()
-        stem = data_path.resolve().name if data_path.exists() else request.data
-        run_dir = _default_run_dir(request.out, stem or "run", request.resume)
-    elif request.domain_a is not None:
-        run_dir = _default_run_dir(request.out, request.domain_a.name, request.resume)
-    else:
-        raise DataError("give DATA (a folder or a known dataset name), or --name of a run to --resume")
-
-    ckpt = None
-    if request.resume:
-        path = checkpoint.latest_checkpoint(run_dir)
-        if path is None:
-            raise DataError(f"{run_dir}: no checkpoint to resume from (checked {run_dir / 'checkpoints'})")
-        ckpt = checkpoint.read(path)
-        if request.preset:
-            raise ConfigError("--resume continues a run with its saved config: drop --preset")
-        spec = get_recipe(ckpt.recipe)
-        saved = from_dict(spec.config_class, ckpt.meta["config"])
-        # Changes on resume (a longer run, a lower learning rate) apply from the resumed step on.
-        config = apply_overrides(saved, {k: v for k, v in request.options.items() if v is not None})
-        config = apply_overrides(config, request.overrides)
-        before = dict(describe(saved))
-        for key, value in describe(config):
-            if value != before[key]:
-                console.print(f"changed on resume: {key} {before[key]} → {value}", highlight=False)
-        source = ckpt.meta["info"].get("data", {})
-        data_arg = request.data or source.get("data")
-        domain_a = request.domain_a or _path(source.get("domain_a"))
-        domain_b = request.domain_b or _path(source.get("domain_b"))
-    else:
-        if checkpoint.list_checkpoints(run_dir):
-            raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, or pick another --name")
-        spec = get_recipe(request.model or _default_model(request))
-        config = build_config(spec, request)
-        data_arg, domain_a, domain_b = request.data, request.domain_a, request.domain_b
-
-    family = "pix2pix" if spec.name == "pix2pix" else "cyclegan"
-    with main_process_first():
-        data_path = resolve_data(data_arg, family, console) if data_arg is not None else None
-    data = spec.make_data(config, data_path, domain_a=domain_a, domain_b=domain_b, console=console)
-    config = complete_config(spec, config, data)
-    engine = Engine(
-        request.device,
-        precision=request.precision,
-        channels_last=request.channels_last,
-        compile=request.compile,
-        grad_checkpointing=request.grad_checkpointing,
-    )
-    recipe = spec.build(config, engine)
-    info = {
-        "data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)},
-        "engine": engine.describe(),
-    }
-    trainer = Trainer(recipe, data, engine, run_dir, info=info, console=console, progress=request.progress)
-    start = trainer.restore(ckpt) if ckpt is not None else 0
-    if start >= config.train.steps:
-        console.print(f"{run_dir}: already trained for {start} steps; pass --steps N (N > {start}) to go on")
-        return run_dir
-
-    if engine.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "config.json", {"recipe": spec.name, "config": to_dict(config), **info})
-    verb = f"resuming at step {start}" if start else "training"
-    where = f"{engine.device} ×{engine.world_size} processes" if engine.world_size > 1 else str(engine.device)
-    batch = f"batch {config.train.batch_size}" + (" per process" if engine.world_size > 1 else "")
-    console.print(
-        f"{spec.name}: {verb} for {config.train.steps} steps on {data.summary}, {where}, {engine.precision}, "
-        f"{config.data.image_size} px, {batch} → {run_dir}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    last = trainer.fit(start)
-    console.print(f"done: {last}", highlight=False, soft_wrap=True)
-    return run_dir
-
-
-def _default_model(request: TrainRequest) -> str:
-    """cyclegan for the unpaired layout (or a known dataset name), pix2pix for a paired one (train/ or A/ + B/);
-    otherwise the user must choose."""
-    data = Path(request.data).expanduser() if request.data else None
-    if request.domain_a or request.domain_b or data is None or not data.exists() or (data / "trainA").is_dir():
-        return "cyclegan"
-    if (data / "train").is_dir() or ((data / "A").is_dir() and (data / "B").is_dir()):
-        return "pix2pix"
-    raise ConfigError(
-        f"{data} has no trainA/ and trainB/ (unpaired) nor train/ or A/ and B/ (paired) folders; choose a model: "
-        "--model cyclegan (with --domain-a/--domain-b), pix2pix (side-by-side A|B images), dcgan or wgan-gp "
-        "(a folder of images), cgan (one sub-folder per class)"
-    )
-
-
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
-
-
-def _str(value: Path | None) -> str | None:
-    return str(value.resolve()) if value is not None else None
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from translate.errors import TranslateError
+from translate.errors import SamplingError
 from translate.imageio import make_grid, save_image, to_uint8
 
 
@@ -30,10 +30,6 @@ class Sampler(Protocol):
     def embed(self, labels: np.ndarray) -> np.ndarray: ...  # class embeddings (conditional models)
 
     def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray: ...
-
-
-class SamplingError(TranslateError, ValueError):
-    """Bad sampling request; the message says what to change."""
 
 
 def latents(n: int, dim: int, seed: int, truncation: float | None = None) -> np.ndarray:

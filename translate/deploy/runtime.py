@@ -19,18 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from translate.config import DeviceError
-from translate.errors import TranslateError
+from translate.errors import DeviceError, OnnxModelError
 
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
 FORMAT_VERSION = 1  # of the metadata an exported model carries; readers refuse newer ones
-
-
-class OnnxModelError(TranslateError):
-    """An .onnx file that translate cannot use; the message says why and what to do."""
 
 
 def physical_cores() -> int:

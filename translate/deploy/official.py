@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from translate.datasets import cache_dir, download, mirror, record_download, verify_download
-from translate.models import ModelError
+from translate.data.known import cache_dir, download, mirror, record_download, verify_download
+from translate.errors import CheckpointError, ModelError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -167,12 +167,12 @@ def fetch(name: str, progress: bool = True) -> Path:
 
 def _converted_from(path: Path, model: OfficialModel) -> str:
     """The sha256 of the .pth the cached checkpoint was made from; a foreign or damaged file is an error."""
-    from translate import checkpoint
+    from translate.train import checkpoint
 
     fix = f"Delete it and run again to convert {model.name} again."
     try:
         meta = checkpoint.read(path).meta
-    except checkpoint.CheckpointError:
+    except CheckpointError:
         raise ModelError(f"cached model {path} is unreadable. {fix}") from None
     info = meta.get("info") or {}
     if meta.get("recipe") != model.family or info.get("official") != model.name or "source_sha256" not in info:
@@ -181,8 +181,8 @@ def _converted_from(path: Path, model: OfficialModel) -> str:
 
 
 def _convert(model: OfficialModel, pth: Path, target: Path, url: str, sha256: str) -> None:
-    from translate import checkpoint
     from translate.config import to_dict
+    from translate.train import checkpoint
 
     config, generator = from_state_dict(model.family, read_state_dict(pth), source=str(pth))
     checkpoint.save(
