@@ -126,6 +126,16 @@ class UnpairedFolders:
     test_b: Path | None = None
 
 
+def detect_layout(data: Path) -> str | None:
+    """The data family a folder's layout shows: "unpaired" for trainA/ + trainB/, "paired" for train/ (A|B files)
+    or A/ + B/ (matched by name); None when it shows neither (a folder of images, or of class folders)."""
+    if (data / "trainA").is_dir():
+        return "unpaired"
+    if (data / "train").is_dir() or ((data / "A").is_dir() and (data / "B").is_dir()):
+        return "paired"
+    return None
+
+
 def unpaired_folders(data: Path | None, domain_a: Path | None = None, domain_b: Path | None = None) -> UnpairedFolders:
     """Resolve the public layout `DATA/trainA` + `DATA/trainB` (+ testA/testB), or two explicit folders."""
     if domain_a is not None or domain_b is not None:

@@ -111,6 +111,12 @@ def dataset_url(info: KnownDataset) -> str:
     return mirror() + info.path
 
 
+def collection_for(data_family: str) -> str:
+    """The family of known datasets whose layout a recipe's data family reads: pix2pix's paired sets for paired
+    data; CycleGAN's unpaired sets otherwise (generators read their images as folders)."""
+    return "pix2pix" if data_family == "paired" else "cyclegan"
+
+
 def is_known(name: str, family: str = "cyclegan") -> bool:
     """Whether ``name`` is a known dataset of ``family``."""
     return name in KNOWN_DATASETS.get(family, {})

@@ -66,13 +66,14 @@ class DCGANGenerator(nn.Module):
             raise ValueError("this generator is not class-conditional")
         return self.embedding(labels)
 
-    def forward(self, z: Tensor, labels: Tensor | None = None, *, embedding: Tensor | None = None) -> Tensor:
-        """`labels` (or a ready `embedding`, e.g. a blend of two classes) is required for conditional models."""
+    def forward(self, z: Tensor, label: Tensor | None = None, *, embedding: Tensor | None = None) -> Tensor:
+        """`label` (N,) (or a ready `embedding`, e.g. a blend of two classes) is required for conditional models.
+        The argument names are the generator's input names (recipes.generation.generator_inputs)."""
         if self.embedding is not None:
             if embedding is None:
-                if labels is None:
+                if label is None:
                     raise ValueError("a class-conditional generator needs labels")
-                embedding = self.embed(labels)
+                embedding = self.embed(label)
             z = z * embedding.to(z.dtype)  # (N, latent_dim): the class gates every latent dimension
         return self.layers(z[:, :, None, None])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -75,3 +75,16 @@ class _BuffersKept:
         with torch.no_grad():
             for buffer, value in self.saved:
                 buffer.copy_(value)
+
+
+@runtime_checkable
+class ImageToImage(Protocol):
+    """An image-to-image network (the ResNet and U-Net generators): the input's H and W must be multiples of
+    `stride` (inference pads and crops around it)."""
+
+    stride: int
+
+
+def input_stride(network: nn.Module) -> int:
+    """The stride an image-to-image network declares; 1 for networks without spatial input (generators)."""
+    return int(network.stride) if isinstance(network, ImageToImage) else 1

@@ -7,12 +7,14 @@ import functools
 
 from translate.errors import ConfigError
 from translate.recipes import cgan, cyclegan, dcgan, generation, pix2pix, wgan_gp
-from translate.recipes.base import RecipeSpec, epoch_steps
+from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
 
 RECIPES: dict[str, RecipeSpec] = {
     "cyclegan": RecipeSpec(
         name="cyclegan",
         summary="unpaired A↔B translation (Zhu et al. 2017)",
+        kind="translator",
+        data="unpaired",
         config_class=cyclegan.CycleGANConfig,
         build=cyclegan.CycleGAN,
         build_generator=cyclegan.build_generator,
@@ -24,6 +26,8 @@ RECIPES: dict[str, RecipeSpec] = {
     "pix2pix": RecipeSpec(
         name="pix2pix",
         summary="paired A→B translation with a U-Net and a conditional PatchGAN (Isola et al. 2017)",
+        kind="translator",
+        data="paired",
         config_class=pix2pix.Pix2PixConfig,
         build=pix2pix.Pix2Pix,
         build_generator=pix2pix.build_generator,
@@ -35,6 +39,8 @@ RECIPES: dict[str, RecipeSpec] = {
     "dcgan": RecipeSpec(
         name="dcgan",
         summary="unconditional generation (Radford et al. 2015)",
+        kind="generator",
+        data="images",
         config_class=dcgan.DCGANConfig,
         build=dcgan.DCGAN,
         build_generator=generation.build_generator,
@@ -42,10 +48,13 @@ RECIPES: dict[str, RecipeSpec] = {
         make_data=generation.make_data,
         default_steps=epoch_steps,
         presets=dcgan.PRESETS,
+        generator_inputs=generation.generator_inputs,
     ),
     "wgan-gp": RecipeSpec(
         name="wgan-gp",
         summary="unconditional generation with a gradient-penalised critic (Gulrajani et al. 2017)",
+        kind="generator",
+        data="images",
         config_class=wgan_gp.WGANGPConfig,
         build=wgan_gp.WGANGP,
         build_generator=generation.build_generator,
@@ -53,10 +62,13 @@ RECIPES: dict[str, RecipeSpec] = {
         make_data=generation.make_data,
         default_steps=epoch_steps,
         presets=wgan_gp.PRESETS,
+        generator_inputs=generation.generator_inputs,
     ),
     "cgan": RecipeSpec(
         name="cgan",
         summary="class-conditional generation, one sub-folder per class (Mirza & Osindero 2014)",
+        kind="generator",
+        data="classes",
         config_class=cgan.CGANConfig,
         build=cgan.CGAN,
         build_generator=generation.build_generator,
@@ -64,6 +76,7 @@ RECIPES: dict[str, RecipeSpec] = {
         make_data=functools.partial(generation.make_data, labeled=True),
         default_steps=epoch_steps,
         presets=cgan.PRESETS,
+        generator_inputs=generation.generator_inputs,
     ),
 }
 
@@ -76,3 +89,18 @@ def get_recipe(name: str) -> RecipeSpec:
         close = difflib.get_close_matches(name, list(RECIPES), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown model {name!r}{hint}; available: {', '.join(RECIPES)}") from None
+
+
+# The recipe `translate train DATA` uses when --model is not given, by the layout DATA shows.
+DEFAULT_FOR_DATA: dict[DataFamily, str] = {"unpaired": "cyclegan", "paired": "pix2pix"}
+
+
+def default_recipe(data_family: str | None, where: object) -> RecipeSpec:
+    """The registry's default for a data layout; without one the user must choose (`where` names the data)."""
+    if data_family in DEFAULT_FOR_DATA:
+        return RECIPES[DEFAULT_FOR_DATA[data_family]]
+    choices = "; ".join(f"{spec.name} ({spec.data} data)" for spec in RECIPES.values())
+    raise ConfigError(
+        f"{where} has no trainA/ and trainB/ (unpaired) nor train/ or A/ and B/ (paired) folders; choose a model "
+        f"with --model: {choices}"
+    )

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
+
+from translate.description import GeneratorInput, ModelKind
+
+# The layout a recipe trains on: unpaired (trainA/ + trainB/, or --domain-a/--domain-b), paired (A|B side-by-side
+# files, or A/ + B/ matched by name), images (one folder, recursively) or classes (one sub-folder per class).
+DataFamily = Literal["unpaired", "paired", "images", "classes"]
 
 
 @dataclass
@@ -41,13 +47,32 @@ class RecipeSpec:
 
     name: str
     summary: str
+    kind: ModelKind  # translator: images → images (apply); generator: named inputs → images (sample, interpolate)
+    data: DataFamily
     config_class: type
     build: Callable[..., Recipe]  # (config, engine) -> Recipe
     build_generator: Callable[[Any, str], nn.Module]  # (config, direction) -> uninitialised generator
     directions: dict[str, str]  # direction -> name of the generator module inside the checkpoint
     make_data: Callable[..., TrainingData]
     default_steps: Callable[[Any, TrainingData], int]
-    presets: dict[str, dict[str, object]]
+    presets: dict[str, dict[str, object]]  # every recipe has "tiny": a few channels at 16–32 px, for tests
+    # Generators: their inputs by name, from the config (translators take one `image`).
+    generator_inputs: Callable[[Any], tuple[GeneratorInput, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind == "generator") != (self.generator_inputs is not None):
+            raise ValueError(f"{self.name}: a generator recipe declares generator_inputs, a translator does not")
+        if "tiny" not in self.presets:
+            raise ValueError(f"{self.name}: every recipe needs a 'tiny' preset (used by the tests)")
+
+    @property
+    def is_generator(self) -> bool:
+        return self.kind == "generator"
+
+    @property
+    def default_direction(self) -> str:
+        """The direction used when none is asked for: a2b for translators, generate for generators."""
+        return next(iter(self.directions))
 
 
 def epoch_steps(config: Any, data: TrainingData) -> int:

@@ -73,6 +73,8 @@ class CycleGANConfig:
 
 
 PRESETS: dict[str, dict[str, object]] = {
+    # For tests and smoke runs: a few channels at 32 px, seconds per step on any CPU.
+    "tiny": {"data.image_size": 32, "generator_channels": 8, "discriminator_channels": 8, "num_blocks": 1},
     # The paper's setting for 256×256 datasets such as horse2zebra.
     "paper": {},
     # The paper's 128×128 setting (e.g. Cityscapes): 6 residual blocks.

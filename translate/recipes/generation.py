@@ -12,6 +12,7 @@ from torch import Tensor
 
 from translate.config import DataConfig, OptimConfig, TrainConfig
 from translate.data.folders import ImageDataset, scan_classes, scan_domain
+from translate.description import GeneratorInput
 from translate.errors import ConfigError, DataError
 from translate.networks.dcgan import DCGANGenerator
 from translate.networks.layers import init_weights
@@ -55,6 +56,14 @@ def build_generator(config: GeneratorConfig, direction: str = "generate") -> DCG
         base_channels=config.generator_channels,
         num_classes=len(config.class_names),
     )
+
+
+def generator_inputs(config: GeneratorConfig) -> tuple[GeneratorInput, ...]:
+    """z ~ N(0, I) of latent_dim, and a class index when the data had class folders (DCGANGenerator's arguments)."""
+    z = GeneratorInput("z", "normal", (config.latent_dim,))
+    if not config.class_names:
+        return (z,)
+    return z, GeneratorInput("label", "class", (), config.class_names)
 
 
 def build_networks(

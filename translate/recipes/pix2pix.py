@@ -76,6 +76,8 @@ class Pix2PixConfig:
 
 
 PRESETS: dict[str, dict[str, object]] = {
+    # For tests and smoke runs: a few channels at 32 px, seconds per step on any CPU.
+    "tiny": {"data.image_size": 32, "generator_channels": 8, "discriminator_channels": 8},
     # The paper's setting for 256×256 datasets such as facades.
     "paper": {},
     # A few minutes on a laptop CPU: 64 px, half-width networks, a short schedule.

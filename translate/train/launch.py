@@ -12,8 +12,9 @@ from rich.console import Console
 
 from translate.config import apply_overrides, describe, from_dict, to_dict
 from translate.data import known
+from translate.data.folders import detect_layout
 from translate.errors import ConfigError, DataError
-from translate.recipes import get_recipe
+from translate.recipes import default_recipe, get_recipe
 from translate.recipes.base import RecipeSpec, TrainingData
 from translate.train import checkpoint
 from translate.train.engine import Engine, init_distributed, main_process_first, shutdown_distributed
@@ -151,13 +152,12 @@ def _train(request: TrainRequest, console: Console) -> Path:
     else:
         if checkpoint.list_checkpoints(run_dir):
             raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, or pick another --name")
-        spec = get_recipe(request.model or _default_model(request))
+        spec = get_recipe(request.model) if request.model else _default_recipe(request)
         config = build_config(spec, request)
         data_arg, domain_a, domain_b = request.data, request.domain_a, request.domain_b
 
-    family = "pix2pix" if spec.name == "pix2pix" else "cyclegan"
     with main_process_first():
-        data_path = resolve_data(data_arg, family, console) if data_arg is not None else None
+        data_path = resolve_data(data_arg, known.collection_for(spec.data), console) if data_arg is not None else None
     data = spec.make_data(config, data_path, domain_a=domain_a, domain_b=domain_b, console=console)
     config = complete_config(spec, config, data)
     engine = Engine(
@@ -195,19 +195,12 @@ def _train(request: TrainRequest, console: Console) -> Path:
     return run_dir
 
 
-def _default_model(request: TrainRequest) -> str:
-    """cyclegan for the unpaired layout (or a known dataset name), pix2pix for a paired one (train/ or A/ + B/);
-    otherwise the user must choose."""
+def _default_recipe(request: TrainRequest) -> RecipeSpec:
+    """The default for the layout DATA shows; --domain-a/--domain-b and known dataset names are unpaired."""
     data = Path(request.data).expanduser() if request.data else None
-    if request.domain_a or request.domain_b or data is None or not data.exists() or (data / "trainA").is_dir():
-        return "cyclegan"
-    if (data / "train").is_dir() or ((data / "A").is_dir() and (data / "B").is_dir()):
-        return "pix2pix"
-    raise ConfigError(
-        f"{data} has no trainA/ and trainB/ (unpaired) nor train/ or A/ and B/ (paired) folders; choose a model: "
-        "--model cyclegan (with --domain-a/--domain-b), pix2pix (side-by-side A|B images), dcgan or wgan-gp "
-        "(a folder of images), cgan (one sub-folder per class)"
-    )
+    if request.domain_a or request.domain_b or data is None or not data.exists():
+        return default_recipe("unpaired", data)
+    return default_recipe(detect_layout(data), data)
 
 
 def _path(value: str | None) -> Path | None:
