@@ -32,7 +32,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 # Before torch loads OpenMP (see scripts/mnist_classifier.py): spinning worker threads crawl on shared cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -45,19 +45,9 @@ from scipy import linalg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mnist_classifier import IMAGE_SIZE, load_classifier, load_digits, to_tensor
 
+from translate.deploy.sampling import Sampler, feeds_for
+
 DIGITS = tuple(str(d) for d in range(10))
-
-
-class Sampler(Protocol):
-    """What ``translate.deploy.models.load_sampler`` returns."""
-
-    latent_dim: int
-    num_classes: int
-    class_names: list[str]
-    channels: int
-    image_size: int
-
-    def __call__(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray: ...
 
 
 def even_labels(n: int, num_classes: int) -> np.ndarray:
@@ -82,7 +72,7 @@ def generate(
     chunks: list[torch.Tensor] = []
     for i in range(0, len(z), batch_size):
         part = None if labels is None else labels[i : i + batch_size]
-        out = np.asarray(sampler(z[i : i + batch_size], part), dtype=np.float32)
+        out = np.asarray(sampler(feeds_for(sampler.model, z[i : i + batch_size], part, 0)), dtype=np.float32)
         if out.ndim != 4 or out.shape[0] != len(z[i : i + batch_size]):
             raise SystemExit(f"error: the sampler returned shape {out.shape}, expected (N, C, H, W)")
         x = torch.from_numpy(out)
@@ -164,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    conditional = int(sampler.num_classes) > 0
+    model = sampler.model
+    latent_dim, class_names = model.latent.shape[0], list(model.class_names)
+    conditional = bool(class_names)
 
-    z = np.random.default_rng(args.seed).standard_normal((args.n, int(sampler.latent_dim)), dtype=np.float32)
-    labels = even_labels(args.n, int(sampler.num_classes)) if conditional else None
+    z = np.random.default_rng(args.seed).standard_normal((args.n, latent_dim), dtype=np.float32)
+    labels = even_labels(args.n, len(class_names)) if conditional else None
     fake = generate(sampler, z, labels, args.batch_size, args.resize)
     fake_probs, fake_feats = classify(classifier, fake)
     predicted = fake_probs.argmax(axis=1)
@@ -192,25 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "conditional": conditional,
         "generator": {
-            "latent_dim": int(sampler.latent_dim),
-            "num_classes": int(sampler.num_classes),
-            "class_names": list(sampler.class_names),
-            "channels": int(sampler.channels),
-            "image_size": int(sampler.image_size),
+            "latent_dim": latent_dim,
+            "num_classes": len(class_names),
+            "class_names": class_names,
+            "channels": model.channels,
+            "image_size": model.image_size,
         },
         "n_real": len(keep),
         "frechet_distance": fd,
         "frechet_distance_real_train_vs_heldout": fd_reference,
         "classifier_accuracy_real_heldout": real_accuracy,
-        "resize": args.resize if int(sampler.image_size) != IMAGE_SIZE else None,
+        "resize": args.resize if model.image_size != IMAGE_SIZE else None,
         "mean_top_probability": float(fake_probs.max(axis=1).mean()),  # not a quality score: noise gets 1.0
     }
-    kind = f"conditional, {sampler.num_classes} classes" if conditional else "unconditional"
+    kind = f"conditional, {len(class_names)} classes" if conditional else "unconditional"
     rows = [("model", f"`{args.model}`"), ("kind", kind), ("generated images", str(args.n))]
 
     if conditional:
         assert labels is not None
-        requested = class_digits(list(sampler.class_names), int(sampler.num_classes))[labels]
+        requested = class_digits(class_names, len(class_names))[labels]
         hits = predicted == requested
         per_class = {
             str(d): {"requested": int((requested == d).sum()), "accuracy": float(hits[requested == d].mean())}

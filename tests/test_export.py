@@ -27,28 +27,23 @@ from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
-TRANSLATORS = [name for name, spec in RECIPES.items() if "generate" not in spec.directions]
-GENERATORS = [name for name, spec in RECIPES.items() if "generate" in spec.directions]
+TRANSLATORS = [name for name, spec in RECIPES.items() if not spec.is_generator]
+GENERATORS = [name for name, spec in RECIPES.items() if spec.is_generator]
+CLASSES = ("cat", "dog", "owl")  # for recipes trained on class folders
 
 
 def _tiny_checkpoint(folder: Path, recipe: str, seed: int = 0) -> Path:
-    """An untrained, tiny checkpoint of `recipe` in a run folder named after it."""
+    """An untrained checkpoint of `recipe` at its tiny preset, in a run folder named after it."""
     spec = RECIPES[recipe]
     overrides: dict[str, object] = {
-        "data.image_size": 32,
-        "data.channels": 3 if recipe in TRANSLATORS else 1,
-        "generator_channels": 8,
-        "discriminator_channels": 8,
+        **spec.presets["tiny"],
+        "data.channels": 1 if spec.is_generator else 3,
         "train.seed": seed,
         "train.steps": 1,
     }
-    if recipe == "cyclegan":
-        overrides["num_blocks"] = 1
-    elif recipe not in TRANSLATORS:
-        overrides["latent_dim"] = 8
     config = apply_overrides(spec.config_class(), overrides)
-    if recipe == "cgan":
-        config = dataclasses.replace(config, class_names=("cat", "dog", "owl"))
+    if spec.data == "classes":
+        config = dataclasses.replace(config, class_names=CLASSES)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         modules = spec.build(config, Engine("cpu")).modules()
@@ -127,20 +122,22 @@ def test_every_recipe_exports_with_metadata_and_dynamic_shapes(
 
     session, where = create_session(exported[recipe], "cpu")
     assert where == "CPU"
-    generator = recipe in GENERATORS
-    module, _ = load_generator(source, "generate" if generator else "a2b")
+    spec = RECIPES[recipe]
+    generator = spec.is_generator
+    module, _ = load_generator(source, spec.default_direction)
     rng = np.random.default_rng(5)
     with torch.inference_mode():
         if generator:
-            assert meta["kind"] == "generator" and meta["latent_dim"] == "8"
+            assert meta["kind"] == "generator"
+            inputs = {item["name"]: item for item in json.loads(meta["inputs"])}
+            assert inputs["z"]["kind"] == "normal" and inputs["z"]["shape"] == [8]
             z = rng.standard_normal((7, 8), dtype=np.float32)  # a batch size the export never saw
             feeds: dict[str, np.ndarray] = {"z": z}
-            labels = None
-            if recipe == "cgan":
-                assert json.loads(meta["class_names"]) == ["cat", "dog", "owl"]
-                labels = np.array([0, 1, 2, 2, 1, 0, 1], dtype=np.int64)
-                feeds["label"] = labels
-            expected = module(torch.from_numpy(z), None if labels is None else torch.from_numpy(labels)).numpy()
+            if spec.data == "classes":
+                assert inputs["label"]["classes"] == list(CLASSES) and inputs["label"]["kind"] == "class"
+                feeds["label"] = np.array([0, 1, 2, 2, 1, 0, 1], dtype=np.int64)
+            assert [i.name for i in session.get_inputs()] == list(inputs)
+            expected = module(**{name: torch.from_numpy(value) for name, value in feeds.items()}).numpy()
             got = session.run(None, feeds)[0]
         else:
             assert meta["kind"] == "translator" and meta["direction"] == "a2b"

@@ -23,7 +23,7 @@ from translate.train.engine import Engine
 from translate.train.launch import complete_config
 from translate.train.loop import Trainer
 
-GENERATORS = ["dcgan", "wgan-gp", "cgan"]
+GENERATORS = [name for name, spec in RECIPES.items() if spec.is_generator]
 TINY = ["--image-size", "32", "--batch-size", "4", "--set", "generator_channels=8", "--set", "discriminator_channels=8"]
 
 
@@ -170,7 +170,7 @@ def test_cli_train_sample_interpolate(name: str, digits: Path, tmp_path: Path) -
     result = runner.invoke(app, ["sample", "--model", str(run), "--n", "6", "--out", str(grid), "--seed", "3"])
     assert result.exit_code == 0, result.output
     # near-square (3 columns, 2 rows); a cgan grid has one row per class (3 classes: 3 rows of 2)
-    columns, rows = (2, 3) if name == "cgan" else (3, 2)
+    columns, rows = (2, 3) if RECIPES[name].data == "classes" else (3, 2)
     assert Image.open(grid).size == (columns * 32 + (columns + 1) * 2, rows * 32 + (rows + 1) * 2)
 
     gif = tmp_path / "walk.gif"

@@ -9,28 +9,33 @@ import pytest
 from PIL import Image
 
 from translate.deploy import sampling
+from translate.description import GeneratorInput, ModelDescription
 from translate.errors import SamplingError
 
 
 class FakeSampler:
     """Images whose pixels encode the latent's first entry and the label, so outputs can be checked."""
 
-    latent_dim, channels, image_size, description = 8, 1, 4, "fake"
+    description = "fake"
 
     def __init__(self, classes: list[str] | None = None) -> None:
-        self.class_names = classes or []
-        self.num_classes = len(self.class_names)
+        inputs = [GeneratorInput("z", "normal", (8,))]
+        if classes:
+            inputs.append(GeneratorInput("label", "class", (), tuple(classes)))
+        self.model = ModelDescription("fake", "generator", "generate", 1, 4, inputs=tuple(inputs))
+        self.num_classes = len(classes or [])
 
-    def __call__(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        value = np.tanh(z[:, 0]) if labels is None else labels / 10.0
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        z = feeds["z"]
+        value = np.tanh(z[:, 0]) if "label" not in feeds else feeds["label"] / 10.0
         return np.broadcast_to(value[:, None, None, None], (len(z), 1, 4, 4)).astype(np.float32)
 
     def embed(self, labels: np.ndarray) -> np.ndarray:
         return np.eye(max(self.num_classes, 1), dtype=np.float32)[labels]
 
-    def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    def from_embedding(self, feeds: dict[str, np.ndarray], embedding: np.ndarray) -> np.ndarray:
         value = embedding @ np.arange(self.num_classes, dtype=np.float32) / 10.0
-        return np.broadcast_to(value[:, None, None, None], (len(z), 1, 4, 4)).astype(np.float32)
+        return np.broadcast_to(value[:, None, None, None], (len(feeds["z"]), 1, 4, 4)).astype(np.float32)
 
 
 def test_latents_are_seeded_and_truncated() -> None:

@@ -11,17 +11,16 @@ imports it and must not pull in torch.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import struct
-import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from translate.errors import ImageDecodeError
+from translate.files import atomic_writer
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -278,9 +277,8 @@ def _check_hwc(image: np.ndarray, what: str) -> np.ndarray:
 def save_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
     """Write a ``uint8`` ``(H, W, C)`` image (C in {1, 3}) atomically; the format follows the extension.
 
-    The data goes to a hidden ``.<name>.<random>.tmp`` file in the target directory, is flushed and fsynced,
-    then renamed over ``path``: readers never see a partial file, and on failure the temp file is removed
-    and any previous ``path`` is left untouched. ``quality`` applies to JPEG and WebP.
+    Written through `translate.files.atomic_writer`: readers never see a partial file, and on failure any
+    previous ``path`` is left untouched. ``quality`` applies to JPEG and WebP.
     """
     path = Path(path)
     image = _check_hwc(image, "save_image")
@@ -293,32 +291,8 @@ def save_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     options: dict[str, int] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 lets the umask decide permissions, as for a normally created file
-    # (tempfile.mkstemp would leave the result 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _to_pil(image).save(fh, format=fmt, **options)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable on POSIX; not possible (nor needed) everywhere, hence best effort.
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with atomic_writer(path) as handle:
+        _to_pil(image).save(handle, format=fmt, **options)
 
 
 def make_grid(images: np.ndarray, ncols: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:

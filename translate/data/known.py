@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from translate.errors import DatasetError
-from translate.files import sha256_file
+from translate.files import atomic_write, atomic_writer, remove_stale_temps, sha256_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -153,64 +153,59 @@ def _progress_bar() -> Progress:
 def download(url: str, dest: Path, *, expected_sha256: str | None = None, progress: bool = True) -> str:
     """Download ``url`` to ``dest`` atomically and return the file's sha256 (hex).
 
-    Data streams to ``.NAME.part`` beside ``dest`` and is renamed onto ``dest`` only once complete (and
-    matching ``expected_sha256`` when given), so ``dest`` never holds a partial file.
+    Data streams through `translate.files.atomic_writer` and reaches ``dest`` only once complete (and matching
+    ``expected_sha256`` when given), so ``dest`` never holds a partial file. Temps of earlier, killed downloads of
+    the same file are deleted first.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
+    remove_stale_temps(dest.parent, targets={dest.name})
+    dest.with_name(f".{dest.name}.part").unlink(missing_ok=True)  # what versions before the shared writer left
     fix = f"Download it yourself and put it at {dest}, or {_MIRROR_HINT}."
     digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "gan-translate"})
     try:
+        response = urllib.request.urlopen(request, timeout=_TIMEOUT_S)
+    except urllib.error.HTTPError as e:  # before URLError: it is a subclass
+        raise DatasetError(f"cannot download {url}: HTTP {e.code} {e.reason}. {fix}") from None
+    except urllib.error.URLError as e:
+        raise DatasetError(f"cannot download {url}: {e.reason}. {fix}") from None
+    except (OSError, http.client.HTTPException) as e:  # timeouts, resets, malformed responses
+        raise DatasetError(f"cannot download {url}: {e or type(e).__name__}. {fix}") from None
+    # Any exception in here (Ctrl-C included) leaves `dest` as it was and no temp file.
+    with response, atomic_writer(dest) as out:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        bar = _progress_bar() if progress else None
+        task = bar.add_task(dest.name, total=total) if bar else None
+        received = 0
         try:
-            response = urllib.request.urlopen(request, timeout=_TIMEOUT_S)
-        except urllib.error.HTTPError as e:  # before URLError: it is a subclass
-            raise DatasetError(f"cannot download {url}: HTTP {e.code} {e.reason}. {fix}") from None
-        except urllib.error.URLError as e:
-            raise DatasetError(f"cannot download {url}: {e.reason}. {fix}") from None
-        except (OSError, http.client.HTTPException) as e:  # timeouts, resets, malformed responses
-            raise DatasetError(f"cannot download {url}: {e or type(e).__name__}. {fix}") from None
-        with response, open(tmp, "wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            bar = _progress_bar() if progress else None
-            task = bar.add_task(dest.name, total=total) if bar else None
-            received = 0
-            try:
+            if bar:
+                bar.start()
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as e:
+                    raise DatasetError(f"cannot download {url}: {e or type(e).__name__}. {fix}") from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
                 if bar:
-                    bar.start()
-                while True:
-                    try:
-                        chunk = response.read(_CHUNK)
-                    except (OSError, http.client.HTTPException) as e:
-                        raise DatasetError(f"cannot download {url}: {e or type(e).__name__}. {fix}") from None
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if bar:
-                        bar.update(task, advance=len(chunk))
-            finally:
-                if bar:
-                    bar.stop()
-            if total is not None and received != total:
-                # A dropped connection can look like a clean EOF; a short file must not be cached.
-                raise DatasetError(f"cannot download {url}: got {received} of {total} bytes. {fix}")
-            out.flush()
-            os.fsync(out.fileno())  # the rename below must not publish data still in the page cache
+                    bar.update(task, advance=len(chunk))
+        finally:
+            if bar:
+                bar.stop()
+        if total is not None and received != total:
+            # A dropped connection can look like a clean EOF; a short file must not be cached.
+            raise DatasetError(f"cannot download {url}: got {received} of {total} bytes. {fix}")
         hexdigest = digest.hexdigest()
         if expected_sha256 is not None and hexdigest != expected_sha256.lower():
             raise DatasetError(
                 f"{url} has sha256 {hexdigest}, expected {expected_sha256}: the file is corrupt or changed "
                 f"upstream. Retry, or {_MIRROR_HINT}."
             )
-        os.replace(tmp, dest)
-        return hexdigest
-    except BaseException:  # includes KeyboardInterrupt: never leave a .part file behind
-        tmp.unlink(missing_ok=True)
-        raise
+    return hexdigest
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -346,29 +341,15 @@ def safe_extract(archive: Path, target: Path, *, strip_root: bool = False) -> No
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def record_download(url: str, archive: Path, sha256: str) -> None:
     """Write ``NAME.json`` beside a downloaded file: its URL, sha256, size and time (read by verify_download)."""
-    _write_json_atomic(
-        archive.with_name(archive.name + ".json"),
-        {
-            "url": url,
-            "sha256": sha256,
-            "bytes": archive.stat().st_size,
-            "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+    record = {
+        "url": url,
+        "sha256": sha256,
+        "bytes": archive.stat().st_size,
+        "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write(archive.with_name(archive.name + ".json"), json.dumps(record, indent=2).encode())
 
 
 def verify_download(archive: Path, url: str) -> str:
@@ -435,7 +416,7 @@ def prepare(name: str, family: str = "cyclegan", *, progress: bool = True) -> Pa
         sha256 = download(url, archive, progress=progress)
         record_download(url, archive, sha256)
     safe_extract(archive, folder, strip_root=True)
-    marker.write_text(sha256 + "\n", encoding="utf-8")
+    atomic_write(marker, f"{sha256}\n".encode())
     return folder
 
 

@@ -1,11 +1,13 @@
 """Export a trained generator to ONNX: dynamic shapes, metadata inside the file, and a parity check every time.
 
 Translators take `image` float32 (N, C, H, W) with N, H and W dynamic (H and W multiples of the network's stride;
-`translate apply` pads and crops around that) and return `output`. Generators take `z` float32 (N, latent_dim),
-plus `label` int64 (N,) when class-conditional, and return `image`. Values are in [-1, 1] on both sides.
+`translate apply` pads and crops around that) and return `output`. Generators take their declared inputs by name
+(`ModelDescription.inputs`: `z` float32 (N, latent_dim), plus `label` int64 (N,) when class-conditional), each
+with a dynamic batch axis, and return `image`. Values are in [-1, 1] on both sides. The model description is
+written into the file's `metadata_props`.
 
-A conditional generator's graph is the network fed by an `embedding` tensor, with a Gather from the initializer
-`class_embedding` prepended: `label` selects a row, and the tensor `embedding` stays addressable, so the ONNX
+A class input's graph is the network fed by an `embedding` tensor, with a Gather from the initializer
+`class_embedding` prepended: the label selects a row, and the tensor `embedding` stays addressable, so the ONNX
 Runtime backend can cut the graph there and walk between classes exactly as PyTorch does.
 
 Every export is checked before it is written: ONNX Runtime against PyTorch on random inputs at two sizes for
@@ -16,8 +18,8 @@ writes nothing and raises ExportError.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
-import json
 import math
 import tempfile
 import warnings
@@ -35,7 +37,9 @@ from translate import __version__
 from translate.deploy.inference import MIN_SIDE
 from translate.deploy.metrics import psnr, ssim
 from translate.deploy.models import load_generator, resolve_checkpoint, shipped_models
-from translate.deploy.runtime import FORMAT_VERSION, create_session
+from translate.deploy.runtime import create_session
+from translate.deploy.sampling import random_feeds
+from translate.description import ModelDescription
 from translate.errors import ExportError, ImageDecodeError
 from translate.files import atomic_copy, sha256_file
 from translate.imageio import find_images, load_image, resize, to_float
@@ -76,10 +80,9 @@ def export(
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     source = resolve_checkpoint(model)
-    info = checkpoint.read(source)
-    spec = get_recipe(info.recipe)
-    generator = "generate" in spec.directions
-    direction = direction or ("generate" if generator else "a2b")
+    spec = get_recipe(checkpoint.read(source).recipe)
+    generator = spec.is_generator
+    direction = direction or spec.default_direction
     if generator and calibrate is not None:
         raise ExportError("--calibrate is for translators; generators calibrate int8 on random latents")
     if precision == "int8" and generator:
@@ -94,21 +97,27 @@ def export(
         raise ExportError(f"--out {target}: the file name must end in .onnx")
     if target.exists() and not overwrite:
         raise ExportError(f"{target} already exists; pass --overwrite to replace it")
-    data = info.meta["config"]["data"]
-    calibration = _calibration_images(calibrate, int(data["channels"] or 3)) if calibrate is not None else []
 
-    module, meta = load_generator(source, direction)  # eval mode: dropout off, batch norm on running statistics
+    module, description = load_generator(source, direction)  # eval mode: dropout off, batch norm on running stats
     module = module.float().eval()
+    calibration = _calibration_images(calibrate, description.channels) if calibrate is not None else []
     what = spec.name if generator else f"{spec.name} {direction}"
-    log(f"exporting {what} (step {meta['step']}) from {source} to {precision} ONNX ...")
+    log(f"exporting {what} ({description.origin}) from {source} to {precision} ONNX ...")
     if calibration:
-        calibration = _crop_squares(calibration, int(data["image_size"]), int(getattr(module, "stride", 1)))
-    proto, inputs = _to_onnx(module, meta, generator, opset)
+        calibration = _crop_squares(calibration, description.image_size, description.stride)
+    proto, inputs = _to_onnx(module, description, opset)
     actual_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if actual_opset != opset:
         log(f"note: the exporter wrote opset {actual_opset} (asked for {opset}); the file records {actual_opset}")
     # The target precision goes in from the start: the fp16/int8 conversions carry the metadata over.
-    _set_metadata(proto, meta, spec.name, direction, generator, precision, sha256_file(source), actual_opset, module)
+    description = dataclasses.replace(
+        description,
+        precision=precision,
+        opset=actual_opset,
+        source_sha256=sha256_file(source),
+        translate_version=__version__,
+    )
+    _set_metadata(proto, description)
     onnx.checker.check_model(proto)
 
     result = ExportResult(path=target, precision=precision, opset=actual_opset, bytes=0)
@@ -120,8 +129,8 @@ def export(
         final = fp32_path
         if precision != "fp32":
             final = Path(tmp) / f"{precision}.onnx"
-            feeds = _evaluation_feeds(meta, generator, calibration, inputs)
-            _reduce_precision(fp32_path, final, precision, meta, generator, calibration)
+            feeds = _evaluation_feeds(description, calibration, inputs)
+            _reduce_precision(fp32_path, final, precision, description, calibration)
             _check_reduced(final, fp32_path, precision, feeds, result.checks)
             log(result.checks[-1])
         atomic_copy(final, target)
@@ -132,35 +141,26 @@ def export(
 # ----------------------------------------------------------------------------------------- export itself
 
 
-class _Unconditional(nn.Module):
-    def __init__(self, generator: nn.Module) -> None:
+class _ByName(nn.Module):
+    """The generator called with its inputs by name (the exporter passes them positionally, in this order); a
+    class input is replaced by its `embedding` (the label lookup is prepended to the graph afterwards)."""
+
+    def __init__(self, generator: nn.Module, names: list[str]) -> None:
         super().__init__()
-        self.generator = generator
+        self.generator, self.names = generator, names
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
-
-
-class _FromEmbedding(nn.Module):
-    """The conditional generator with the class embedding as an input (the label lookup is prepended later)."""
-
-    def __init__(self, generator: nn.Module) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return self.generator(z, embedding=embedding)
+    def forward(self, *values: torch.Tensor) -> torch.Tensor:
+        return self.generator(**dict(zip(self.names, values, strict=True)))
 
 
 def _to_onnx(
-    module: nn.Module, meta: dict, generator: bool, opset: int
+    module: nn.Module, model: ModelDescription, opset: int
 ) -> tuple[onnx.ModelProto, list[dict[str, np.ndarray]]]:
-    """The fp32 ONNX model and the parity inputs: two batches of different size (and, for images, shape)."""
+    """The fp32 ONNX model and the parity inputs: batches of different size (and, for images, shape)."""
     rng = np.random.default_rng(0)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    if not generator:
-        stride = int(getattr(module, "stride", 1))
-        channels = int(meta["config"]["data"]["channels"])
+    if not model.is_generator:
+        stride, channels = model.stride, model.channels
         # A small example whose deepest feature map is not 1×1 (export would fix a size-1 axis as a constant);
         # the exported graph takes any multiple of stride.
         side = stride * max(2, math.ceil(64 / stride))
@@ -178,27 +178,24 @@ def _to_onnx(
         ]
         return proto, checks
 
-    latent_dim = int(meta["config"]["latent_dim"])
-    classes = len(meta["config"].get("class_names") or [])
-    z = torch.from_numpy(rng.standard_normal((2, latent_dim), dtype=np.float32))
-    if not classes:
-        proto = _dynamo_export(_Unconditional(module), (z,), ({0: batch},), ["z"], ["image"], opset)
-        checks = [{"z": rng.standard_normal((n, latent_dim), dtype=np.float32)} for n in (2, 5)]
-        return proto, checks
-    with torch.inference_mode():
-        table = module.embed(torch.arange(classes)).float().numpy()
-    example = (z, torch.from_numpy(table[[0, classes - 1]]))
-    shapes = ({0: batch}, {0: batch})
-    proto = _dynamo_export(_FromEmbedding(module), example, shapes, ["z", "embedding"], ["image"], opset)
-    _prepend_label_lookup(proto, table)
-    checks = [
-        {
-            "z": rng.standard_normal((n, latent_dim), dtype=np.float32),
-            "label": rng.integers(0, classes, n).astype(np.int64),
-        }
-        for n in (2, 5)
-    ]
-    return proto, checks
+    # Examples of batch 2 (the exporter would fix a size-1 axis as a constant); a class input is fed as two rows
+    # of its embedding table, the first and the last class.
+    example_feeds = random_feeds(model, 2, rng)
+    label = model.class_input
+    table = None
+    names = [item.name for item in model.inputs]
+    values = [torch.from_numpy(example_feeds[name]) for name in names]
+    if label is not None:
+        with torch.inference_mode():
+            table = module.embed(torch.arange(len(label.classes))).float().numpy()
+        index = names.index(label.name)
+        names[index] = "embedding"
+        values[index] = torch.from_numpy(table[[0, len(label.classes) - 1]])
+    shapes = (tuple({0: batch} for _ in names),)  # forward(*values): one entry holding every input
+    proto = _dynamo_export(_ByName(module, names), tuple(values), shapes, names, ["image"], opset)
+    if label is not None and table is not None:
+        _prepend_label_lookup(proto, table, label.name)
+    return proto, [random_feeds(model, n, rng) for n in (2, 5)]
 
 
 def _dynamo_export(
@@ -239,53 +236,23 @@ def _dynamo_export(
     return proto
 
 
-def _prepend_label_lookup(proto: onnx.ModelProto, table: np.ndarray) -> None:
+def _prepend_label_lookup(proto: onnx.ModelProto, table: np.ndarray, label: str) -> None:
     """Turn the `embedding` input into the output of Gather(class_embedding, label)."""
     graph = proto.graph
     embedding = next(value for value in graph.input if value.name == "embedding")
-    z = next(value for value in graph.input if value.name == "z")
-    batch_dim = z.type.tensor_type.shape.dim[0].dim_param or "batch"
+    batch_dim = embedding.type.tensor_type.shape.dim[0].dim_param or "batch"
     graph.value_info.append(embedding)  # keeps its type and shape, so the graph can be cut here again
+    position = list(graph.input).index(embedding)
     graph.input.remove(embedding)
-    graph.input.append(helper.make_tensor_value_info("label", TensorProto.INT64, [batch_dim]))
+    graph.input.insert(position, helper.make_tensor_value_info(label, TensorProto.INT64, [batch_dim]))
     graph.initializer.append(numpy_helper.from_array(table.astype(np.float32), "class_embedding"))
-    graph.node.insert(0, helper.make_node("Gather", ["class_embedding", "label"], ["embedding"], name="label_lookup"))
+    graph.node.insert(0, helper.make_node("Gather", ["class_embedding", label], ["embedding"], name="label_lookup"))
 
 
-def _set_metadata(
-    proto: onnx.ModelProto,
-    meta: dict,
-    recipe: str,
-    direction: str,
-    generator: bool,
-    precision: str,
-    sha256: str,
-    opset: int,
-    module: nn.Module,
-) -> None:
-    config = meta["config"]
-    props = {
-        "format_version": str(FORMAT_VERSION),
-        "kind": "generator" if generator else "translator",
-        "recipe": recipe,
-        "direction": direction,
-        "channels": str(config["data"]["channels"] or 3),
-        "value_range": "-1,1",
-        "image_size": str(config["data"]["image_size"]),
-        "precision": precision,
-        "opset": str(opset),
-        "source_sha256": sha256,
-        "source_step": str(meta["step"]),
-        "translate_version": __version__,
-    }
-    if generator:
-        props["latent_dim"] = str(config["latent_dim"])
-        props["class_names"] = json.dumps(list(config.get("class_names") or []))
-    else:
-        props["stride"] = str(int(getattr(module, "stride", 1)))
+def _set_metadata(proto: onnx.ModelProto, model: ModelDescription) -> None:
     proto.producer_name, proto.producer_version = "translate", __version__
     del proto.metadata_props[:]
-    for key, value in props.items():
+    for key, value in model.to_metadata().items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
 
 
@@ -308,9 +275,8 @@ def _check_fp32(
         for feed, got in zip(inputs, ours, strict=True):
             if "image" in feed:
                 expected = module(torch.from_numpy(feed["image"]))
-            else:
-                labels = torch.from_numpy(feed["label"]) if "label" in feed else None
-                expected = module(torch.from_numpy(feed["z"]), labels)
+            else:  # a generator, called with its inputs by name
+                expected = module(**{name: torch.from_numpy(value) for name, value in feed.items()})
             expected = expected.float().numpy()
             if got.shape != expected.shape:
                 raise ExportError(f"parity check failed: ONNX output {got.shape}, PyTorch {expected.shape}")
@@ -344,50 +310,36 @@ def _check_reduced(
 
 
 def _evaluation_feeds(
-    meta: dict, generator: bool, calibration: list[np.ndarray], inputs: list[dict]
+    model: ModelDescription, calibration: list[np.ndarray], inputs: list[dict]
 ) -> list[dict[str, np.ndarray]]:
     """Inputs for the reduced-precision check: held-out real images when given, else the fp32 check's inputs."""
-    if generator:
-        return [_latent_feed(meta["config"], 32, np.random.default_rng(1))]  # not the calibration latents
+    if model.is_generator:
+        return [random_feeds(model, 32, np.random.default_rng(1))]  # not the calibration draws
     if not calibration:
         return inputs
     held_out = calibration[-EVALUATION_IMAGES:]
     return [{"image": image[None]} for image in held_out]
 
 
-def _latent_feed(config: dict, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """n standard-normal latents, with random labels for a class-conditional generator."""
-    feed = {"z": rng.standard_normal((n, int(config["latent_dim"])), dtype=np.float32)}
-    classes = len(config.get("class_names") or [])
-    if classes:
-        feed["label"] = rng.integers(0, classes, n).astype(np.int64)
-    return feed
-
-
 # ----------------------------------------------------------------------------------------- fp16 and int8
 
 
 def _reduce_precision(
-    fp32_path: Path,
-    out: Path,
-    precision: str,
-    meta: dict,
-    generator: bool,
-    calibration: list[np.ndarray],
+    fp32_path: Path, out: Path, precision: str, model: ModelDescription, calibration: list[np.ndarray]
 ) -> None:
     from translate.deploy.quantize import quantize_int8, to_float16
 
     if precision == "fp16":
         onnx.save(to_float16(onnx.load(fp32_path)), out)
     else:
-        quantize_int8(fp32_path, out, _calibration_feeds(meta, generator, calibration))
+        quantize_int8(fp32_path, out, _calibration_feeds(model, calibration))
 
 
-def _calibration_feeds(meta: dict, generator: bool, calibration: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-    if generator:
+def _calibration_feeds(model: ModelDescription, calibration: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    if model.is_generator:
         rng = np.random.default_rng(0)
         for _ in range(8):
-            yield _latent_feed(meta["config"], 16, rng)
+            yield random_feeds(model, 16, rng)
         return
     # Hold the evaluation images out of calibration when there are enough images for both.
     images = calibration[:-EVALUATION_IMAGES] if len(calibration) > 2 * EVALUATION_IMAGES else calibration

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 
 from translate.errors import ApplyError, ImageDecodeError
+from translate.files import remove_stale_temps
 from translate.imageio import (
     IMAGE_EXTENSIONS,
     find_images,
@@ -118,6 +119,12 @@ def plan(input_path: Path, out: Path, *, ext: str | None, overwrite: bool) -> tu
             skipped += 1
             continue
         jobs.append(Job(source, target))
+    # Temps that a killed earlier run left beside these outputs; only theirs, as a folder may hold other files.
+    names: dict[Path, set[str]] = defaultdict(set)
+    for target in claimed:
+        names[target.parent].add(target.name)
+    for folder, targets in names.items():
+        remove_stale_temps(folder, targets=targets)
     return jobs, skipped
 
 

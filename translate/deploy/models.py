@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from translate.description import ModelDescription
 from translate.errors import ModelError
 
 if TYPE_CHECKING:
@@ -116,13 +117,10 @@ def resolve_checkpoint(model: str) -> Path:
 class TorchTranslator:
     """A generator from a checkpoint, run by PyTorch in eval mode and without autograd."""
 
-    def __init__(
-        self, module: torch.nn.Module, device: torch.device, channels: int, direction: str, description: str
-    ) -> None:
-        self.module, self.device, self.channels = module.eval().to(device), device, channels
-        self.direction = direction
-        self.stride = int(getattr(module, "stride", 1))
-        self.description = description
+    def __init__(self, module: torch.nn.Module, device: torch.device, model: ModelDescription) -> None:
+        self.module, self.device, self.model = module.eval().to(device), device, model
+        self.channels, self.stride, self.direction = model.channels, model.stride, model.direction
+        self.description = f"{model.recipe} {model.direction}, {model.origin}, PyTorch on {device}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -132,9 +130,11 @@ class TorchTranslator:
         return out.float().cpu().numpy()
 
 
-def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build and load the generator for `direction` from any checkpoint, with no other information."""
+def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDescription]:
+    """Build and load the generator for `direction` from any checkpoint, with no other information; with it, the
+    description of what it is (the same one an export writes into its ONNX file)."""
     from translate.config import from_dict
+    from translate.networks.layers import input_stride
     from translate.recipes import get_recipe
     from translate.train import checkpoint
 
@@ -144,7 +144,19 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, dict[st
     config = from_dict(spec.config_class, ckpt.meta["config"])
     module = spec.build_generator(config, direction)
     checkpoint.load_module(path, spec.directions[direction], module)
-    return module.eval(), ckpt.meta
+    official = (ckpt.meta.get("info") or {}).get("official")
+    model = ModelDescription(
+        recipe=spec.name,
+        kind=spec.kind,
+        direction=direction,
+        channels=config.data.channels or 3,
+        image_size=config.data.image_size,
+        stride=input_stride(module),
+        inputs=spec.generator_inputs(config) if spec.generator_inputs is not None else (),
+        source_step=ckpt.step,
+        origin=f"official {official} weights" if official else f"step {ckpt.step}",
+    )
+    return module.eval(), model
 
 
 def _check_direction(path: Path, spec: RecipeSpec, meta: dict[str, Any], direction: str) -> None:
@@ -157,10 +169,19 @@ def _check_direction(path: Path, spec: RecipeSpec, meta: dict[str, Any], directi
         from translate.deploy.official import other_way
 
         raise ModelError(other_way(official, direction))
+    if spec.is_generator:
+        raise ModelError(f"{path}: a {spec.name} model generates images; use `translate sample` with it")
     if direction in spec.directions:
         have = [d for d, module in spec.directions.items() if module in stored]
         raise ModelError(f"{path}: holds only the {', '.join(have) or 'no'} generator, not {direction}")
     raise ModelError(f"{path}: a {spec.name} model has directions {', '.join(spec.directions)}, not {direction}")
+
+
+def _recipe_kind(path: Path) -> str:
+    from translate.recipes import get_recipe
+    from translate.train import checkpoint
+
+    return get_recipe(checkpoint.read(path).recipe).kind
 
 
 def load_translator(model: str, direction: str | None = None, device: str = "auto") -> Translator:
@@ -172,35 +193,30 @@ def load_translator(model: str, direction: str | None = None, device: str = "aut
         return OnnxTranslator(path, direction, device)
     from translate.train.engine import resolve_device
 
-    direction = direction or "a2b"
-    module, meta = load_generator(path, direction)
-    target = resolve_device(device)
-    channels = int(meta["config"]["data"]["channels"])
-    official = (meta.get("info") or {}).get("official")
-    origin = f"official {official} weights" if official else f"step {meta['step']}"
-    description = f"{meta['recipe']} {direction}, {origin}, PyTorch on {target}"
-    return TorchTranslator(module, target, channels, direction, description)
+    if _recipe_kind(path) == "generator":
+        raise ModelError(
+            f"{path}: an image generator, not a translator; use it with `translate sample` / `interpolate`"
+        )
+    module, description = load_generator(path, direction or "a2b")
+    return TorchTranslator(module, resolve_device(device), description)
 
 
 class TorchSampler:
-    """An image generator from a checkpoint, run by PyTorch in eval mode (batch norm uses running statistics)."""
+    """An image generator from a checkpoint, run by PyTorch in eval mode (batch norm uses running statistics).
 
-    def __init__(self, module: torch.nn.Module, device: torch.device, meta: dict[str, Any], description: str) -> None:
-        config = meta["config"]
-        self.module, self.device = module.eval().to(device), device
-        self.latent_dim = int(config["latent_dim"])
-        self.class_names = list(config.get("class_names") or [])
-        self.num_classes = len(self.class_names)
-        self.channels = int(config["data"]["channels"])
-        self.image_size = int(config["data"]["image_size"])
-        self.description = description
+    Feeds are named like the generator's inputs (`model.inputs`), which are its forward's keyword arguments.
+    """
 
-    def __call__(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    def __init__(self, module: torch.nn.Module, device: torch.device, model: ModelDescription) -> None:
+        self.module, self.device, self.model = module.eval().to(device), device, model
+        self.description = f"{model.recipe}, {model.origin}, PyTorch on {device}"
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            y = torch.from_numpy(labels).to(self.device) if labels is not None else None
-            return self.module(torch.from_numpy(z).to(self.device), y).float().cpu().numpy()
+            inputs = {name: torch.from_numpy(value).to(self.device) for name, value in feeds.items()}
+            return self.module(**inputs).float().cpu().numpy()
 
     def embed(self, labels: np.ndarray) -> np.ndarray:
         import torch
@@ -208,12 +224,13 @@ class TorchSampler:
         with torch.inference_mode():
             return self.module.embed(torch.from_numpy(labels).to(self.device)).float().cpu().numpy()
 
-    def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    def from_embedding(self, feeds: dict[str, np.ndarray], embedding: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
+            inputs = {name: torch.from_numpy(value).to(self.device) for name, value in feeds.items()}
             e = torch.from_numpy(embedding).to(self.device)
-            return self.module(torch.from_numpy(z).to(self.device), embedding=e).float().cpu().numpy()
+            return self.module(**inputs, embedding=e).float().cpu().numpy()
 
 
 def load_sampler(model: str | None = None, device: str = "auto") -> Sampler:
@@ -223,13 +240,9 @@ def load_sampler(model: str | None = None, device: str = "auto") -> Sampler:
         from translate.deploy.runtime import OnnxSampler
 
         return OnnxSampler(path, device)
-    from translate.recipes import get_recipe
-    from translate.train import checkpoint
     from translate.train.engine import resolve_device
 
-    spec = get_recipe(checkpoint.read(path).recipe)
-    if "generate" not in spec.directions:
-        raise ModelError(f"{path}: a {spec.name} model translates images; use `translate apply` with it")
-    module, meta = load_generator(path, "generate")
-    target = resolve_device(device)
-    return TorchSampler(module, target, meta, f"{meta['recipe']}, step {meta['step']}, PyTorch on {target}")
+    if _recipe_kind(path) != "generator":
+        raise ModelError(f"{path}: a translator; use `translate apply` with it")
+    module, description = load_generator(path, "generate")
+    return TorchSampler(module, resolve_device(device), description)

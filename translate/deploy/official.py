@@ -19,7 +19,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from translate.data.known import cache_dir, download, mirror, record_download, verify_download
 from translate.errors import CheckpointError, ModelError
@@ -37,11 +37,12 @@ class Family:
     folder: str  # URL path of its .pth files after the mirror host
     architecture: str  # what its files hold, for messages
     module: str  # the generator's name inside our checkpoint: the recipe's a2b module
+    layout: Literal["resnet", "unet"]  # the reference network its state dicts come from
 
 
 FAMILIES: dict[str, Family] = {  # family name = recipe name
-    "cyclegan": Family("/cyclegan/pretrained_models", "CycleGAN ResNet-9 generator", "G_AB"),
-    "pix2pix": Family("/pix2pix/models-pytorch", "pix2pix U-Net-256 generator", "G"),
+    "cyclegan": Family("/cyclegan/pretrained_models", "CycleGAN ResNet-9 generator", "G_AB", "resnet"),
+    "pix2pix": Family("/pix2pix/models-pytorch", "pix2pix U-Net-256 generator", "G", "unet"),
 }
 
 
@@ -223,7 +224,7 @@ def official_config(family: str) -> Any:
     from translate.config import DataConfig
 
     data = DataConfig(image_size=256, channels=3)
-    if family == "cyclegan":
+    if FAMILIES[family].layout == "resnet":
         from translate.recipes.cyclegan import CycleGANConfig
 
         return CycleGANConfig(data=data, generator_channels=64, num_blocks=9, norm="instance")
@@ -331,7 +332,8 @@ def from_state_dict(family: str, state: Mapping[str, Tensor], *, source: str) ->
 
     config = official_config(family)
     generator = get_recipe(family).build_generator(config, "a2b")
-    official_name = resnet_official_name if family == "cyclegan" else unet_official_names(config.depth).__getitem__
+    resnet = FAMILIES[family].layout == "resnet"
+    official_name = resnet_official_name if resnet else unet_official_names(config.depth).__getitem__
     generator.load_state_dict(
         convert(state, generator, official_name, source=source, what=FAMILIES[family].architecture), strict=True
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from translate.description import ModelDescription
 from translate.errors import DeviceError, OnnxModelError
 
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
-
-FORMAT_VERSION = 1  # of the metadata an exported model carries; readers refuse newer ones
 
 
 def physical_cores() -> int:
@@ -108,14 +106,9 @@ def create_session(model: Path | bytes, device: str = "auto") -> tuple[onnxrunti
     return session, (f"CUDA:{index}" if running == "CUDAExecutionProvider" else "CPU")
 
 
-def read_metadata(session: onnxruntime.InferenceSession, path: Path) -> dict[str, str]:
-    """The translate metadata inside an exported model; a model from elsewhere is refused clearly."""
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    if "format_version" not in meta or "kind" not in meta:
-        raise OnnxModelError(f"{path}: an ONNX model without translate metadata; export models with `translate export`")
-    if int(meta["format_version"]) > FORMAT_VERSION:
-        raise OnnxModelError(f"{path}: exported by a newer translate ({meta.get('translate_version')}); upgrade")
-    return meta
+def read_description(session: onnxruntime.InferenceSession, path: Path) -> ModelDescription:
+    """The translate model description inside an exported model; a model from elsewhere is refused clearly."""
+    return ModelDescription.from_metadata(session.get_modelmeta().custom_metadata_map, path)
 
 
 class OnnxTranslator:
@@ -123,17 +116,16 @@ class OnnxTranslator:
 
     def __init__(self, path: Path, direction: str | None = None, device: str = "auto") -> None:
         self.session, where = create_session(path, device)
-        meta = read_metadata(self.session, path)
-        if meta["kind"] != "translator":
+        self.model = read_description(self.session, path)
+        if self.model.is_generator:
             raise OnnxModelError(f"{path}: an image generator; use it with `translate sample` / `interpolate`")
-        if direction is not None and direction != meta["direction"]:
+        if direction is not None and direction != self.model.direction:
             raise OnnxModelError(
-                f"{path}: holds the {meta['direction']} generator, not {direction}; "
+                f"{path}: holds the {self.model.direction} generator, not {direction}; "
                 f"export that one with `translate export MODEL --direction {direction}`"
             )
-        self.direction = meta["direction"]
-        self.channels, self.stride = int(meta["channels"]), int(meta["stride"])
-        self.description = f"{meta['recipe']} {self.direction} ({meta['precision']}), ONNX Runtime on {where}"
+        self.direction, self.channels, self.stride = self.model.direction, self.model.channels, self.model.stride
+        self.description = f"{self.model.recipe} {self.direction} ({self.model.precision}), ONNX Runtime on {where}"
         self._cuda = where.startswith("CUDA")
         self._device_id = int(where.split(":")[1]) if self._cuda else 0
 
@@ -152,32 +144,27 @@ class OnnxTranslator:
 
 
 class OnnxSampler:
-    """An exported image generator run by ONNX Runtime; same interface as the PyTorch one."""
+    """An exported image generator run by ONNX Runtime; same interface as the PyTorch one.
+
+    The graph's inputs are the generator's named inputs (`model.inputs`), so feeds pass through by name.
+    """
 
     def __init__(self, path: Path, device: str = "auto") -> None:
         self.path, self.device = path, device
         self.session, where = create_session(path, device)
-        meta = read_metadata(self.session, path)
-        if meta["kind"] != "generator":
+        self.model = read_description(self.session, path)
+        if not self.model.is_generator:
             raise OnnxModelError(f"{path}: an image translator; use it with `translate apply`")
-        self.latent_dim = int(meta["latent_dim"])
-        self.class_names = list(json.loads(meta.get("class_names", "[]")))
-        self.num_classes = len(self.class_names)
-        self.channels, self.image_size = int(meta["channels"]), int(meta["image_size"])
-        self.description = f"{meta['recipe']} ({meta['precision']}), ONNX Runtime on {where}"
+        self.description = f"{self.model.recipe} ({self.model.precision}), ONNX Runtime on {where}"
         self._embed: onnxruntime.InferenceSession | None = None
         self._from_embedding: onnxruntime.InferenceSession | None = None
 
-    def __call__(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
-        if self.num_classes:
-            if labels is None:
-                raise ValueError("a class-conditional generator needs labels")
-            feeds["label"] = np.ascontiguousarray(labels, dtype=np.int64)
-        return self.session.run(["image"], feeds)[0]
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["image"], _typed(feeds, self.model))[0]
 
     def embed(self, labels: np.ndarray) -> np.ndarray:
         """Class embeddings, read off the graph's `embedding` tensor (whatever the model's precision)."""
+        label = self._class_input()
         if self._embed is None:
             model = self._graph()
             embedding = next((v for v in model.graph.value_info if v.name == "embedding"), None)
@@ -185,24 +172,40 @@ class OnnxSampler:
                 raise OnnxModelError(f"{self.path}: no embedding tensor; it is not a class-conditional generator")
             model.graph.output.append(embedding)
             self._embed, _ = create_session(model.SerializeToString(), self.device)
-        z = np.zeros((len(labels), self.latent_dim), np.float32)
-        feeds = {"z": z, "label": np.ascontiguousarray(labels, dtype=np.int64)}
+        # The other inputs do not reach the embedding; zeros of the right shape satisfy the graph.
+        feeds = {item.name: np.zeros((len(labels), *item.shape), item.dtype) for item in self.model.inputs}
+        feeds[label] = np.ascontiguousarray(labels, dtype=np.int64)
         return self._embed.run(["embedding"], feeds)[0].astype(np.float32)
 
-    def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    def from_embedding(self, feeds: dict[str, np.ndarray], embedding: np.ndarray) -> np.ndarray:
         """The generator fed a given class embedding: the graph cut at its `embedding` tensor."""
+        label = self._class_input()
+        names = [item.name for item in self.model.inputs if item.name != label]
         if self._from_embedding is None:
             from onnx.utils import Extractor
 
-            cut = Extractor(self._graph()).extract_model(["z", "embedding"], ["image"])
+            cut = Extractor(self._graph()).extract_model([*names, "embedding"], ["image"])
             self._from_embedding, _ = create_session(cut.SerializeToString(), self.device)
         # fp16 models carry the embedding in float16; feed it in the type the cut graph declares.
-        dtype = np.float16 if self._from_embedding.get_inputs()[1].type == "tensor(float16)" else np.float32
-        feeds = {"z": z.astype(np.float32), "embedding": embedding.astype(dtype)}
-        return self._from_embedding.run(["image"], feeds)[0]
+        declared = {value.name: value.type for value in self._from_embedding.get_inputs()}
+        dtype = np.float16 if declared["embedding"] == "tensor(float16)" else np.float32
+        typed = _typed({name: feeds[name] for name in names}, self.model)
+        return self._from_embedding.run(["image"], {**typed, "embedding": embedding.astype(dtype)})[0]
+
+    def _class_input(self) -> str:
+        label = self.model.class_input
+        if label is None:
+            raise OnnxModelError(f"{self.path}: not a class-conditional generator")
+        return label.name
 
     def _graph(self) -> onnx.ModelProto:
         """The model with inferred tensor types, for the two cuts above (the onnx package is imported only here)."""
         import onnx
 
         return onnx.shape_inference.infer_shapes(onnx.load(self.path))
+
+
+def _typed(feeds: dict[str, np.ndarray], model: ModelDescription) -> dict[str, np.ndarray]:
+    """Feeds as contiguous arrays of the dtype each declared input has."""
+    dtypes = {item.name: item.dtype for item in model.inputs}
+    return {name: np.ascontiguousarray(value, dtype=dtypes.get(name)) for name, value in feeds.items()}

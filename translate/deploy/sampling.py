@@ -1,8 +1,10 @@
 """Sampling and latent-space walks for generators, independent of the backend that runs them (no torch).
 
-A `Sampler` maps latents z (N, latent_dim) float32 — and class labels (N,) int64 for conditional models — to
-images (N, C, H, W) in [-1, 1]. Latents are standard normal; walks use spherical interpolation by default, which
-keeps Gaussian latents at their typical norm (White 2016, "Sampling Generative Networks").
+A `Sampler` maps feeds named after the generator's declared inputs (`model.inputs`: the latent z (N, dim)
+float32, and class labels (N,) int64 for conditional models) to images (N, C, H, W) in [-1, 1]. Feeds are built
+from that declaration, so a generator with another input needs no change here. Latents are standard normal; walks
+use spherical interpolation by default, which keeps Gaussian latents at their typical norm (White 2016, "Sampling
+Generative Networks").
 """
 
 from __future__ import annotations
@@ -13,23 +15,44 @@ from typing import Protocol
 
 import numpy as np
 
+from translate.description import GeneratorInput, ModelDescription
 from translate.errors import SamplingError
+from translate.files import atomic_writer
 from translate.imageio import make_grid, save_image, to_uint8
 
 
 class Sampler(Protocol):
-    latent_dim: int
-    num_classes: int  # 0 for unconditional models
-    class_names: list[str]
-    channels: int
-    image_size: int
-    description: str
+    model: ModelDescription  # what it is: its named inputs, channels, image size
+    description: str  # e.g. "dcgan, step 3000, PyTorch on cpu"
 
-    def __call__(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
 
     def embed(self, labels: np.ndarray) -> np.ndarray: ...  # class embeddings (conditional models)
 
-    def from_embedding(self, z: np.ndarray, embedding: np.ndarray) -> np.ndarray: ...
+    def from_embedding(self, feeds: dict[str, np.ndarray], embedding: np.ndarray) -> np.ndarray: ...
+
+
+def draw(item: GeneratorInput, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n random values of one generator input: N(0, I) vectors, or class indices uniform over its classes."""
+    if item.kind == "class":
+        return rng.integers(0, len(item.classes), n).astype(np.int64)
+    return rng.standard_normal((n, *item.shape), dtype=np.float32)
+
+
+def random_feeds(model: ModelDescription, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random draw of every input (export parity checks and int8 calibration use these)."""
+    return {item.name: draw(item, n, rng) for item in model.inputs}
+
+
+def feeds_for(model: ModelDescription, z: np.ndarray, labels: np.ndarray | None, seed: int) -> dict[str, np.ndarray]:
+    """The generator's feeds: `z` for its latent, `labels` for its class input, any other input drawn from seed."""
+    feeds = random_feeds(model, len(z), np.random.default_rng(seed + 1))
+    feeds[model.latent.name] = z
+    if model.class_input is not None:
+        if labels is None:
+            raise SamplingError("a class-conditional generator needs labels")
+        feeds[model.class_input.name] = labels
+    return feeds
 
 
 def latents(n: int, dim: int, seed: int, truncation: float | None = None) -> np.ndarray:
@@ -117,19 +140,16 @@ def load_latents(path: Path, dim: int | None = None) -> np.ndarray:
 
 
 def save_latents(path: Path, z: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_writer(path) as handle:
         np.save(handle, z.astype(np.float32), allow_pickle=False)
-    tmp.replace(path)
 
 
-def generate(sampler: Sampler, z: np.ndarray, labels: np.ndarray | None, batch_size: int = 256) -> np.ndarray:
+def generate(sampler: Sampler, feeds: dict[str, np.ndarray], batch_size: int = 256) -> np.ndarray:
     """uint8 (N, H, W, C) images, generated in batches."""
+    n = len(next(iter(feeds.values())))
     chunks = []
-    for start in range(0, len(z), batch_size):
-        part = labels[start : start + batch_size] if labels is not None else None
-        chunks.append(to_uint8(sampler(z[start : start + batch_size], part)))
+    for start in range(0, n, batch_size):
+        chunks.append(to_uint8(sampler({name: value[start : start + batch_size] for name, value in feeds.items()})))
     return np.concatenate(chunks)
 
 
@@ -150,23 +170,19 @@ def save_animation(frames: np.ndarray, out: Path, *, duration_ms: int = 80) -> N
 
     mode = "L" if frames.shape[-1] == 1 else "RGB"
     images = [Image.fromarray(f[..., 0] if mode == "L" else f, mode) for f in frames]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=duration_ms)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_writer(out) as handle:
+        images[0].save(handle, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=duration_ms)
 
 
-def _labels_for(sampler: Sampler, n: int, label: str | None) -> np.ndarray | None:
-    if sampler.num_classes == 0:
+def _labels_for(model: ModelDescription, n: int, label: str | None) -> np.ndarray | None:
+    classes = list(model.class_names)
+    if not classes:
         if label is not None:
             raise SamplingError("--label needs a class-conditional model (cgan); this one is unconditional")
         return None
     if label is None:
-        return spread_labels(n, sampler.num_classes)
-    return np.full(n, parse_label(label, sampler.class_names), dtype=np.int64)
+        return spread_labels(n, len(classes))
+    return np.full(n, parse_label(label, classes), dtype=np.int64)
 
 
 def run_sample(
@@ -181,17 +197,20 @@ def run_sample(
     save_latents_file: Path | None = None,
 ) -> list[Path]:
     """`translate sample`: n images as one near-square grid (FILE.png) or one PNG each (DIR/)."""
+    model = sampler.model
+    dim = model.latent.shape[0]
     if latents_file is not None:
-        z = load_latents(latents_file, sampler.latent_dim)
+        z = load_latents(latents_file, dim)
         n = len(z)
     else:
-        z = latents(n, sampler.latent_dim, seed, truncation)
-    images = generate(sampler, z, _labels_for(sampler, n, label))
+        z = latents(n, dim, seed, truncation)
+    images = generate(sampler, feeds_for(model, z, _labels_for(model, n, label), seed))
     if save_latents_file is not None:
         save_latents(save_latents_file, z)
     as_dir = str(out).endswith(("/", "\\")) or out.is_dir() or not out.suffix
     # A conditional grid gets one row per class when the spread allows it.
-    ncols = n // sampler.num_classes if sampler.num_classes and label is None and n % sampler.num_classes == 0 else None
+    classes = len(model.class_names)
+    ncols = n // classes if classes and label is None and n % classes == 0 else None
     return write_images(images, out, as_grid=not as_dir, ncols=ncols)
 
 
@@ -211,38 +230,35 @@ def run_interpolate(
     """`translate interpolate`: a closed latent walk (or class walk) as a looping GIF or a PNG strip."""
     if out.suffix.lower() not in (".gif", ".png"):
         raise SamplingError(f"--out {out}: use a .gif (animation) or .png (strip) file name")
+    model = sampler.model
+    dim = model.latent.shape[0]
     if arithmetic_expression is not None:
         z = arithmetic(arithmetic_expression)
-        if z.shape[1] != sampler.latent_dim:
-            raise SamplingError(
-                f"--arithmetic: latents have {z.shape[1]} dimensions, the model needs {sampler.latent_dim}"
-            )
+        if z.shape[1] != dim:
+            raise SamplingError(f"--arithmetic: latents have {z.shape[1]} dimensions, the model needs {dim}")
         # The result and its neighbourhood (the paper shows the result with small perturbations).
-        noise = latents(7, sampler.latent_dim, seed) * 0.25
+        noise = latents(7, dim, seed) * 0.25
         z = np.concatenate([z, z + noise]).astype(np.float32)
-        images = generate(sampler, z, _labels_for(sampler, len(z), label))
+        images = generate(sampler, feeds_for(model, z, _labels_for(model, len(z), label), seed))
         save_image(out.with_suffix(".png"), make_grid(images, ncols=len(images)))
         return out.with_suffix(".png")
 
     if labels is not None:
-        if sampler.num_classes == 0:
+        if not model.class_names:
             raise SamplingError("--labels needs a class-conditional model (cgan)")
-        classes = np.array([parse_label(x.strip(), sampler.class_names) for x in labels.split(",")], dtype=np.int64)
+        classes = np.array([parse_label(x.strip(), list(model.class_names)) for x in labels.split(",")], np.int64)
         if len(classes) < 2:
             raise SamplingError("--labels needs at least two classes, e.g. --labels 3,8")
         embeddings = walk(sampler.embed(classes), steps, "lerp")  # embeddings are not Gaussian: straight lines
-        z = np.repeat(latents(1, sampler.latent_dim, seed), len(embeddings), axis=0)
-        frames = to_uint8(sampler.from_embedding(z, embeddings))
+        z = np.repeat(latents(1, dim, seed), len(embeddings), axis=0)
+        feeds = feeds_for(model, z, np.zeros(len(z), np.int64), seed)
+        del feeds[model.class_input.name]  # the embedding stands in for the label
+        frames = to_uint8(sampler.from_embedding(feeds, embeddings))
     else:
-        start = (
-            load_latents(latents_file, sampler.latent_dim)
-            if latents_file
-            else latents(points, sampler.latent_dim, seed)
-        )
+        start = load_latents(latents_file, dim) if latents_file else latents(points, dim, seed)
         path = walk(start, steps, method)
-        frames = generate(
-            sampler, path, _labels_for(sampler, len(path), label or ("0" if sampler.num_classes else None))
-        )
+        walk_label = label or ("0" if model.class_names else None)
+        frames = generate(sampler, feeds_for(model, path, _labels_for(model, len(path), walk_label), seed))
 
     if out.suffix.lower() == ".png":
         save_image(out, make_grid(frames, ncols=steps))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from translate.description import GeneratorInput, ModelKind
+from translate.errors import ConfigError
 
 # The layout a recipe trains on: unpaired (trainA/ + trainB/, or --domain-a/--domain-b), paired (A|B side-by-side
 # files, or A/ + B/ matched by name), images (one folder, recursively) or classes (one sub-folder per class).
@@ -24,6 +26,63 @@ class TrainingData:
     summary: str  # one line for the log, e.g. "1067 A / 1334 B images"
     channels: int  # image channels the data resolved to (1 or 3)
     class_names: tuple[str, ...] = ()  # class-conditional data: one name per label, in label order
+    # The same samples at another image size (a phase that trains at it); None: this data has one size.
+    at_size: Callable[[int], Dataset] | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of training at one image size and batch size (progressive growing changes both as it goes).
+
+    Its length is `steps`, or `images`: training images, turned into steps with the phase's global batch
+    (batch_size × world size, rounded up; WGAN-GP's extra critic batches are not counted). With neither it is
+    open-ended and runs to `train.steps`, which only the last phase may be. `image_size` and `batch_size` of
+    None take the config's (`data.image_size`, `train.batch_size`, per process).
+    """
+
+    steps: int | None = None
+    images: int | None = None
+    image_size: int | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.images is not None:
+            raise ConfigError(
+                f"a phase is given in steps or in images, not both (steps={self.steps}, images={self.images})"
+            )
+        for name in ("steps", "images", "image_size", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"a phase's {name} must be >= 1, got {value}")
+
+    def length(self, batch_size: int, world_size: int = 1) -> int | None:
+        """Steps in this phase when the config's batch is `batch_size` per process; None when open-ended."""
+        if self.images is None:
+            return self.steps
+        return -(-self.images // ((self.batch_size or batch_size) * world_size))  # e.g. 10 images at 2 × 2: 3 steps
+
+
+def single_phase(config: Any) -> tuple[Phase, ...]:
+    """What a recipe without phases trains: every step at the config's image size and batch size."""
+    return (Phase(),)
+
+
+def phase_starts(phases: Sequence[Phase], batch_size: int, world_size: int = 1) -> tuple[int, ...]:
+    """The first step of each phase, e.g. (0, 3, 8) for 3 steps, then 10 images at batch 2, then the rest."""
+    if not phases:
+        raise ConfigError("a recipe declares at least one phase")
+    starts = [0]
+    for phase in phases[:-1]:
+        length = phase.length(batch_size, world_size)
+        if length is None:
+            raise ConfigError("only the last phase may be open-ended: give the others steps or images")
+        starts.append(starts[-1] + length)
+    return tuple(starts)
+
+
+def phase_at(step: int, starts: Sequence[int]) -> int:
+    """The phase that (0-based) step `step` trains in: a pure function of the step, so resume needs no state."""
+    return bisect.bisect_right(starts, step) - 1
 
 
 class Recipe(Protocol):
@@ -58,6 +117,9 @@ class RecipeSpec:
     presets: dict[str, dict[str, object]]  # every recipe has "tiny": a few channels at 16–32 px, for tests
     # Generators: their inputs by name, from the config (translators take one `image`).
     generator_inputs: Callable[[Any], tuple[GeneratorInput, ...]] | None = None
+    # The phases the trainer runs, from the config (progressive growing: one per resolution); the trainer passes
+    # recipes nothing new, so one that depends on the phase computes it from the step (`phase_at`).
+    phases: Callable[[Any], tuple[Phase, ...]] = single_phase
 
     def __post_init__(self) -> None:
         if (self.kind == "generator") != (self.generator_inputs is not None):

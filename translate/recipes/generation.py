@@ -95,17 +95,20 @@ def make_data(
         images, labels, names = scan_classes(data, config.data.channels, console=console)
     else:
         images, labels, names = scan_domain(data, config.data.channels, console=console), None, []
-    dataset = ImageDataset(
-        images, labels, image_size=config.data.image_size, flip=config.data.flip, seed=config.train.seed
-    )
+
+    def at_size(image_size: int) -> ImageDataset:
+        # The same images, labels and flips at another size: the counter picks the same image at every size.
+        return ImageDataset(images, labels, image_size=image_size, flip=config.data.flip, seed=config.train.seed)
+
     kind = "grayscale" if images.channels == 1 else "RGB"
     summary = f"{len(images)} images in {len(names)} classes" if labeled else f"{len(images)} images"
     return TrainingData(
-        dataset=dataset,
+        dataset=at_size(config.data.image_size),
         preview=preview_inputs(config.latent_dim, len(names), config.train.seed),
         summary=f"{summary}, {kind}",
         channels=images.channels,
         class_names=tuple(names),
+        at_size=at_size,
     )
 
 

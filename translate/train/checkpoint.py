@@ -11,24 +11,26 @@ state, `rng.<name>` and `extra.<name>` for the rest.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize
 from torch import Tensor, nn
 
-from translate import __version__
+from translate import __version__, files
 from translate.errors import CheckpointError
 
 FORMAT = "translate-checkpoint"
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
+# Leftovers of saves that were killed: the shared writer's temps, and those of older versions (mkstemp's
+# `.step_*.tmp`, safetensors' own `step_*.safetensors.tmp*`).
+_STALE = re.compile(rf"{files.TEMP_NAME.pattern}|\.step_.*\.tmp|step_\d+\.safetensors\.tmp.*")
+_STALE_RUN = re.compile(rf"{files.TEMP_NAME.pattern}|\.config\.json\.tmp")  # the latter: older versions
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,16 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete what killed writes left in a run folder: temps in checkpoints/ (also older versions'), previews/ and
+    the folder itself (config.json). Called by the run's own process when it starts or resumes."""
+    return [
+        *files.remove_stale_temps(run_dir / "checkpoints", _STALE),
+        *files.remove_stale_temps(run_dir, _STALE_RUN),
+        *files.remove_stale_temps(run_dir / "previews"),
+    ]
+
+
 def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -87,7 +99,7 @@ def save(
     rng: dict[str, Tensor] | None = None,
     info: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint atomically: a temp file in the same folder, fsynced, then renamed over `path`.
+    """Write a checkpoint atomically (`files.atomic_writer`), first deleting what killed saves left in its folder.
 
     `modules` must be the plain (unwrapped) networks. `info` is extra JSON (e.g. where the data came from).
     """
@@ -114,33 +126,9 @@ def save(
         "optimizers": optim_meta,
         "info": info or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        save_file(tensors, str(tmp), metadata={"translate": json.dumps(meta)})
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (e.g. Windows), where it is skipped.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    data = serialize(tensors, metadata={"translate": json.dumps(meta)})
+    files.remove_stale_temps(path.parent, _STALE)
+    files.atomic_write(path, data)
 
 
 def read(path: Path) -> Checkpoint:

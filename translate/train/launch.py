@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from translate.config import apply_overrides, describe, from_dict, to_dict
 from translate.data import known
 from translate.data.folders import detect_layout
 from translate.errors import ConfigError, DataError
+from translate.files import atomic_write
 from translate.recipes import default_recipe, get_recipe
 from translate.recipes.base import RecipeSpec, TrainingData
 from translate.train import checkpoint
@@ -172,7 +172,9 @@ def _train(request: TrainRequest, console: Console) -> Path:
         "data": {"data": data_arg, "domain_a": _str(domain_a), "domain_b": _str(domain_b)},
         "engine": engine.describe(),
     }
-    trainer = Trainer(recipe, data, engine, run_dir, info=info, console=console, progress=request.progress)
+    trainer = Trainer(
+        recipe, data, engine, run_dir, info=info, console=console, progress=request.progress, phases=spec.phases(config)
+    )
     start = trainer.restore(ckpt) if ckpt is not None else 0
     if start >= config.train.steps:
         console.print(f"{run_dir}: already trained for {start} steps; pass --steps N (N > {start}) to go on")
@@ -180,6 +182,7 @@ def _train(request: TrainRequest, console: Console) -> Path:
 
     if engine.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_stale_temps(run_dir)
         _write_json(run_dir / "config.json", {"recipe": spec.name, "config": to_dict(config), **info})
     verb = f"resuming at step {start}" if start else "training"
     where = f"{engine.device} ×{engine.world_size} processes" if engine.world_size > 1 else str(engine.device)
@@ -212,6 +215,4 @@ def _str(value: Path | None) -> str | None:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(payload, indent=2) + "\n").encode())

@@ -7,7 +7,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from translate.config import to_dict
 from translate.data.folders import CounterSampler, default_num_workers, to_model_range
+from translate.errors import ConfigError
 from translate.imageio import make_grid, save_image, to_uint8
-from translate.recipes.base import Recipe, TrainingData
+from translate.recipes.base import Phase, Recipe, TrainingData, phase_at, phase_starts, single_phase
 from translate.train import checkpoint
 from translate.train.engine import Engine
 
@@ -42,7 +43,11 @@ class TrainingStopped(RuntimeError):
 
 
 class Trainer:
-    """Runs `recipe.train_step` from a start step to `config.train.steps`, writing everything into `run_dir`."""
+    """Runs `recipe.train_step` from a start step to `config.train.steps`, writing everything into `run_dir`.
+
+    Training runs through `phases` (default: one, at the config's image size and batch size); where a phase
+    starts, the data pipeline is rebuilt at its batch and image size, and the sample counter carries on.
+    """
 
     def __init__(
         self,
@@ -54,9 +59,13 @@ class Trainer:
         info: dict[str, Any] | None = None,
         console: Console | None = None,
         progress: bool = True,
+        phases: Sequence[Phase] | None = None,
     ) -> None:
         self.recipe, self.data, self.engine, self.run_dir = recipe, data, engine, run_dir
         self.config = recipe.config
+        self.phases = tuple(phases) if phases is not None else single_phase(self.config)
+        self._starts = phase_starts(self.phases, self.config.train.batch_size, engine.world_size)
+        self._check_phases()
         self.info = info or {}
         self.console = console or Console(stderr=True)
         self.progress = progress
@@ -64,12 +73,44 @@ class Trainer:
         self._last_saved: Path | None = None
         self._resumed_samples = (0, 0)  # (step, sample counter) the run started from
 
-    # -- checkpoints ---------------------------------------------------------------------------------------
-    @property
-    def samples_per_step(self) -> int:
-        """Data samples one step consumes over all processes (the sample counter's advance)."""
-        return self.config.train.batch_size * self.recipe.batches_per_step * self.engine.world_size
+    # -- phases --------------------------------------------------------------------------------------------
+    def _check_phases(self) -> None:
+        """Refuse, before training, phases that stop short of train.steps or need sizes the data cannot give."""
+        steps, size = self.config.train.steps, self.config.data.image_size
+        last = self.phases[-1].length(self.config.train.batch_size, self.engine.world_size)
+        if last is not None and self._starts[-1] + last < steps:
+            raise ConfigError(
+                f"the phases end after {self._starts[-1] + last} steps but train.steps is {steps}: "
+                "lower train.steps, or make the last phase open-ended"
+            )
+        for index, phase in enumerate(self.phases):
+            if phase.image_size not in (None, size) and self.data.at_size is None:
+                raise ConfigError(
+                    f"phase {index} trains at {phase.image_size} px, but this recipe's data comes at "
+                    f"data.image_size ({size} px) only: its make_data sets no at_size"
+                )
 
+    def phase(self, step: int) -> int:
+        """The index of the phase that (0-based) step `step` trains in."""
+        return phase_at(step, self._starts)
+
+    def _batch_size(self, phase: int) -> int:
+        """Samples one process loads per step of `phase` (WGAN-GP's critic takes several batches per step)."""
+        return (self.phases[phase].batch_size or self.config.train.batch_size) * self.recipe.batches_per_step
+
+    def samples_per_step(self, phase: int) -> int:
+        """Data samples one step of `phase` consumes over all processes (the sample counter's advance)."""
+        return self._batch_size(phase) * self.engine.world_size
+
+    def _dataset(self, phase: int) -> Dataset:
+        """The training samples at `phase`'s image size."""
+        size = self.phases[phase].image_size
+        if size is None or size == self.config.data.image_size:
+            return self.data.dataset
+        assert self.data.at_size is not None  # refused in _check_phases
+        return self.data.at_size(size)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
     def save(self, step: int) -> Path:
         """Write a checkpoint (rank 0 only: every rank holds the same weights)."""
         path = checkpoint.checkpoint_path(self.run_dir, step)
@@ -109,9 +150,17 @@ class Trainer:
         return ckpt.step
 
     def _samples(self, step: int) -> int:
-        """The sample counter after `step` steps: where a resumed run's data stream continues."""
-        start_step, start_samples = self._resumed_samples
-        return start_samples + (step - start_step) * self.samples_per_step
+        """The sample counter after `step` steps: where a resumed run's data stream continues.
+
+        Each step since the run's start adds its phase's samples per step (3 steps of batch 4, then 2 of batch 2:
+        16 after step 5); the steps before a resume point count as the checkpoint says, whatever the number of
+        processes that ran them.
+        """
+        start_step, samples = self._resumed_samples
+        ends = (*self._starts[1:], step)
+        for phase, (first, end) in enumerate(zip(self._starts, ends, strict=True)):
+            samples += max(0, min(step, end) - max(start_step, first)) * self.samples_per_step(phase)
+        return samples
 
     # -- outputs -------------------------------------------------------------------------------------------
     def write_preview(self, step: int) -> Path:
@@ -124,8 +173,21 @@ class Trainer:
         return path
 
     # -- loop ----------------------------------------------------------------------------------------------
+    def _batches(self, start_step: int, total: int) -> Iterator[dict[str, Tensor]]:
+        """One batch per step from `start_step` to `total`, each phase's from a loader of its own."""
+        step, ends = start_step, (*self._starts[1:], total)
+        while step < total:
+            end = min(total, ends[self.phase(step)])
+            batches = self._loader(step)
+            for _ in range(step, end):
+                yield next(batches)
+            del batches  # its workers exit before the next phase's start
+            step = end
+
     def _loader(self, start_step: int) -> Iterator[dict[str, Tensor]]:
-        batch_size = self.config.train.batch_size * self.recipe.batches_per_step
+        """The batches of `start_step`'s phase (its batch and image size), from that step's sample counter on."""
+        phase = self.phase(start_step)
+        batch_size = self._batch_size(phase)
         workers = self.config.data.num_workers
         processes = self.engine.dist.local_world_size if self.engine.dist else 1
         workers = default_num_workers(processes) if workers is None else workers
@@ -133,7 +195,7 @@ class Trainer:
         # a contiguous range per step, whatever their number (and a resume under another number continues it).
         sampler = CounterSampler(self._samples(start_step) + self.engine.rank, stride=self.engine.world_size)
         loader = DataLoader(
-            self.data.dataset,
+            self._dataset(phase),
             batch_size=batch_size,
             sampler=sampler,
             num_workers=workers,
@@ -186,7 +248,7 @@ class Trainer:
             self.engine.seed(cfg.seed)
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        batches = self._loader(start_step)
+        batches = self._batches(start_step, total)
         log_path = self.run_dir / "metrics.jsonl"
         with (
             self.engine.backend_settings(),
@@ -203,16 +265,19 @@ class Trainer:
                     value = value.float()  # bf16/fp16 losses would lose digits when summed over a window
                     sums[key] = sums[key] + value if key in sums else value
                 window_steps += 1
-                checking = done % check_every == 0 or done == total
+                # A phase's last step also logs, so that every metrics.jsonl record belongs to one phase.
+                phase_ends = done in self._starts
+                checking = done % check_every == 0 or done == total or phase_ends
                 if checking:
                     sums = self.engine.all_mean(sums)  # every rank sees the same values and stops together
                     self._check_finite(sums, done, window_steps if check_every > 1 else 1)
-                if done % cfg.log_every == 0 or done == total:
+                if done % cfg.log_every == 0 or done == total or phase_ends:
                     elapsed = time.perf_counter() - window_start
                     record = {k: float(v) / window_steps for k, v in sums.items()}
-                    record = {"step": done, **record, "it_s": window_steps / max(elapsed, 1e-9)}
+                    in_phase = {"phase": self.phase(step)} if len(self.phases) > 1 else {}
+                    record = {"step": done, **in_phase, **record, "it_s": window_steps / max(elapsed, 1e-9)}
                     rate = f"{record['it_s']:.2f} it/s"
-                    shown = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("step", "it_s"))
+                    shown = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("step", "phase", "it_s"))
                     if writer:
                         log.write(json.dumps(record) + "\n")
                         log.flush()
