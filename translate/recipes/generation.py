@@ -21,6 +21,14 @@ from translate.train.engine import Engine
 
 DIRECTIONS: dict[str, str] = {"generate": "G"}  # the one generator, stored as module "G"
 PREVIEW_SAMPLES = 64
+# Every generation recipe's "tiny" preset, for tests and smoke runs: a few channels at 32 px, seconds per step.
+TINY_PRESET: dict[str, object] = {
+    "data.image_size": 32,
+    "generator_channels": 8,
+    "discriminator_channels": 8,
+    "latent_dim": 8,
+    "train.batch_size": 4,
+}
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,11 @@ from torch import Tensor, nn
 from translate.config import OptimConfig
 from translate.errors import ConfigError
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
-from translate.recipes.generation import GeneratorConfig, GeneratorRecipe, build_networks
+from translate.recipes.generation import TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
 from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
-    # For tests and smoke runs: a few channels at 32 px, seconds per step on any CPU.
-    "tiny": {
-        "data.image_size": 32,
-        "generator_channels": 8,
-        "discriminator_channels": 8,
-        "latent_dim": 8,
-        "train.batch_size": 4,
-    },
+    "tiny": TINY_PRESET,
     "paper": {},
     "mnist": {"data.image_size": 32, "train.steps": 2000},
     "clip": {"constraint": "clip", "optim.lr": 5e-5},
