@@ -76,7 +76,7 @@ def measure(name: str, translator, images: Path, out: Path, batch: np.ndarray, i
         run_model(translator, batch)
         times.append(time.perf_counter() - start)
     model_s = statistics.median(times) / len(batch)
-    jobs, _ = plan(images, out, ext=".png", overwrite=True)
+    jobs = plan(images, out, ext=".png", overwrite=True).jobs
     summary = translate_files(jobs, translator, batch_size=len(batch), progress=False)
     if summary.failed:
         raise SystemExit(f"{name}: {len(summary.failed)} images failed: {summary.failed[0]}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +42,20 @@ def make_shapes(folder: Path, count: int, *, shape: str, size: int = 40, seed: i
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
+
+
+def write_png_declaring(path: Path, width: int, height: int) -> Path:
+    """A few-hundred-byte PNG whose header declares width × height px (its pixel data is for 8 × 8): a stand-in for
+    a decompression bomb that costs nothing unless something decodes it."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    # The IHDR chunk follows the 8-byte signature: length (4), type (4), width and height (4 each), ..., CRC.
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(data[12:29]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path
 
 
 @pytest.fixture(scope="module")

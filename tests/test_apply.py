@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_png_declaring
 from PIL import Image
 from typer.testing import CliRunner, Result
 
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
+from translate.deploy import inference
 from translate.deploy.models import load_generator, load_translator, resolve_checkpoint
 from translate.imageio import load_image, to_float, to_uint8
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
@@ -440,3 +443,129 @@ def test_ext_collision_is_refused(run_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "would both be written" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "photos_a2b").exists()
+
+
+def test_image_over_the_pixel_limit_is_skipped_and_counted_without_a_warning(tmp_path: Path, model_file: Path) -> None:
+    source = tmp_path / "in"
+    _write(source / "ok.png", 20, 16)
+    write_png_declaring(source / "bomb.png", 12000, 12000)  # 144 Mpx in a few hundred bytes
+    out = tmp_path / "out"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _apply(source, "--model", model_file, "--out", out)
+
+    assert caught == []
+    assert result.exit_code == 1, result.output
+    text = _flat(result.output)
+    assert f"failed: {source / 'bomb.png'}: 12000×12000 px is over the 64 Mpx limit (--max-pixels)" in text
+    assert "done 1, skipped 0" in text and "failed 1" in text
+    assert "Warning" not in text and "decompression bomb" not in text and "Traceback" not in text
+    assert _files(out) == {"ok.png"}
+
+
+def test_max_pixels_and_size_skip_per_image_what_would_exceed_the_limit(tmp_path: Path, model_file: Path) -> None:
+    source = tmp_path / "in"
+    _write(source / "small.png", 16, 16)
+    _write(source / "big.png", 40, 40)
+    _write(source / "thin.png", 16, 64)
+    out = tmp_path / "out"
+
+    plain = _apply(source, "--model", model_file, "--out", out / "plain", "--max-pixels", "1100")
+    assert plain.exit_code == 1, plain.output
+    assert "big.png: 40×40 px is over the 1100 px limit (--max-pixels)" in _flat(plain.output)
+    assert _files(out / "plain") == {"small.png", "thin.png"}
+
+    # At --size 30 the thin image becomes 30×120 px: over the limit although its file is within it.
+    sized = _apply(source, "--model", model_file, "--out", out / "sized", "--max-pixels", "1100", "--size", "30")
+    assert sized.exit_code == 1, sized.output
+    assert "thin.png: at --size 30, 30×120 px is over the 1100 px limit (--max-pixels)" in _flat(sized.output)
+    assert "done 1, skipped 0 (already there; --overwrite to redo), failed 2" in _flat(sized.output)
+    assert _files(out / "sized") == {"small.png"}
+
+    lifted = _apply(source, "--model", model_file, "--out", out / "lifted", "--max-pixels", "0")
+    assert lifted.exit_code == 0, lifted.output
+    assert _files(out / "lifted") == {"small.png", "big.png", "thin.png"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--size", "30000"], "--size"),  # the option's own bound
+        (["--size", "9000"], "--size 9000 makes every image at least 9000×9000 px, more than --max-pixels 64000000"),
+        (["--size", "40", "--max-pixels", "1100"], "more than --max-pixels 1100"),
+    ],
+)
+def test_size_that_cannot_fit_the_pixel_limit_is_a_usage_error(
+    tmp_path: Path, model_file: Path, options: list[str], message: str
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.png").write_bytes(b"not a png")  # refused before any image is read (and cheaply if it were not)
+
+    result = _apply(source, "--model", model_file, "--out", tmp_path / "out", *options)
+
+    assert result.exit_code == 2, result.output
+    assert message in _flat(result.output) and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_link_to_the_output_folder_inside_the_input_is_not_walked(tmp_path: Path, model_file: Path) -> None:
+    source, out = tmp_path / "in", tmp_path / "out"
+    _write(source / "a.png", 20, 16)
+    out.mkdir()
+    try:
+        (source / "link").symlink_to(out, target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported here")
+
+    for _ in range(2):  # the second run finds out/a.png through the link
+        result = _apply(source, "--model", model_file, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert "skipped 1 link into the output folder: link" in _flat(result.output)
+
+    assert _files(out) == {"a.png"}
+
+
+def test_symlink_loops_and_non_image_files_are_counted_in_the_summary(tmp_path: Path, model_file: Path) -> None:
+    source = tmp_path / "in"
+    _write(source / "a.png", 20, 16)
+    _write(source / "sub" / "b.png", 16, 20)
+    for name in ("x.gif", "sub/y.gif", "notes.txt", ".hidden.txt", ".cache/z.gif"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(b"GIF89a")
+    try:
+        (source / "sub" / "loop").symlink_to(source, target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported here")
+
+    result = _apply(source, "--model", model_file, "--out", tmp_path / "out")
+
+    assert result.exit_code == 0, result.output
+    text = _flat(result.output)
+    assert "skipped 3 non-image files (.gif ×2, .txt)" in text
+    assert "skipped 1 symlink loop: sub/loop" in text
+    assert "done 2, skipped 0" in text and "failed 0" in text
+    assert _files(tmp_path / "out") == {"a.png", "sub/b.png"}
+
+
+def test_an_image_this_machine_cannot_hold_is_named_and_the_run_goes_on(
+    tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in"
+    _write(source / "a.png", 20, 16)
+    _write(source / "huge.png", 24, 16)
+
+    def load(path: Path, channels: int = 3, *, max_pixels: int | None = None) -> np.ndarray:
+        if path.name == "huge.png":
+            raise MemoryError
+        return load_image(path, channels, max_pixels=max_pixels)
+
+    monkeypatch.setattr(inference, "load_image", load)
+
+    result = _apply(source, "--model", model_file, "--out", tmp_path / "out")
+
+    assert result.exit_code == 1, result.output
+    assert f"failed: {source / 'huge.png'}: not enough memory to decode it" in _flat(result.output)
+    assert "done 1, skipped 0" in _flat(result.output)
+    assert _files(tmp_path / "out") == {"a.png"}

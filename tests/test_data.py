@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_png_declaring
 from rich.console import Console
 
 from translate.data.folders import UnpairedDataset, pick, scan_domain, to_model_range, unpaired_folders
@@ -92,3 +94,18 @@ def test_channels_follow_the_data(tmp_path: Path, unpaired_data: Path) -> None:
     assert gray.with_channels(3).image(0).shape == (20, 20, 3)
     color = scan_domain(unpaired_data / "trainA", None)
     assert color.channels == 3
+
+
+def test_scan_skips_an_image_over_the_pixel_limit_without_decoding_it(unpaired_data: Path) -> None:
+    folder = unpaired_data / "trainA"
+    bomb = write_png_declaring(folder / "bomb.png", 12000, 12000)  # 144 Mpx, decoded it would take 432 MB
+    console = Console(record=True, width=200)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        domain = scan_domain(folder, 3, console=console)
+
+    text = console.export_text()
+    assert caught == []
+    assert len(domain) == 6 and bomb not in domain.paths
+    assert f"skipping {bomb}: 12000×12000 px is over the 64 Mpx limit" in text and "skipped 1" in text

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import socket
 import stat
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -228,15 +230,16 @@ def _evil_zip(path: Path, name: str, attr: int = 0) -> Path:
     return path
 
 
-def _assert_refused(archive: Path, target: Path, member: str, outside: list[Path]) -> None:
+def _assert_refused(archive: Path, target: Path, member: str, outside: list[Path], *, strip_root: bool = False) -> str:
     before = _all_files(target.parent)
     with pytest.raises(DatasetError) as exc:
-        ds.safe_extract(archive, target)
+        ds.safe_extract(archive, target, strip_root=strip_root)
     assert member in str(exc.value) and str(archive) in str(exc.value)
     assert not target.exists()
     assert _all_files(target.parent) == before  # no staging folder either
     for path in outside:
         assert not path.exists() and not path.is_symlink()
+    return str(exc.value)
 
 
 def test_zip_parent_traversal(tmp_path: Path) -> None:
@@ -323,4 +326,145 @@ def test_corrupt_archive(tmp_path: Path) -> None:
     bad.write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="corrupt"):
         ds.safe_extract(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "link"),
+    [
+        ("facades/train/up", "../.."),  # inside the archive, but above the dataset once facades/ is stripped
+        ("facades/up", ".."),
+        ("facades/a\\b", ".."),  # lands in facades/ (tarfile keeps the backslash), so it points above it
+    ],
+)
+def test_symlink_escaping_the_stripped_root(tmp_path: Path, member: str, link: str) -> None:
+    (tmp_path / "out").mkdir()
+    archive = _make_tar(tmp_path / "a.tar.gz", [_file("facades/train/a.png", b"A"), _link(member, link)])
+    _assert_refused(archive, tmp_path / "out" / "facades", repr(member), [], strip_root=True)  # named as repr()
+
+
+def test_symlink_to_the_archive_root_is_fine_unstripped(tmp_path: Path) -> None:
+    archive = _make_tar(tmp_path / "a.tar.gz", [_file("facades/train/a.png", b"A"), _link("facades/up", "..")])
+    target = tmp_path / "out" / "ds"
+    ds.safe_extract(archive, target)  # without strip_root the archive's root is the dataset, so `..` stays inside
+    assert (target / "facades" / "up").resolve() == target.resolve()
+
+
+# --- safe_extract() limits on what an archive expands to ------------------------------------------------------
+
+_NOISE = random.Random(0).randbytes(2 << 20)  # incompressible: trips the size limit, never the ratio
+
+
+def _deflated_zip(path: Path, files: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _patch_zip_field(archive: Path, member: str, field: str, value: int) -> None:
+    """Overwrite ``field`` ("crc" or "file_size") of ``member`` in both its local and its central-directory header."""
+    local_at, central_at = {"crc": (14, 16), "file_size": (22, 24)}[field]
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        struct.pack_into("<I", data, zf.getinfo(member).header_offset + local_at, value)
+    pos = data.find(b"PK\x01\x02")
+    while pos >= 0:
+        (name_len,) = struct.unpack_from("<H", data, pos + 28)
+        if data[pos + 46 : pos + 46 + name_len] == member.encode():
+            struct.pack_into("<I", data, pos + central_at, value)
+        pos = data.find(b"PK\x01\x02", pos + 1)
+    archive.write_bytes(bytes(data))
+
+
+def _assert_refused_and_uncached(
+    folder: Path, archive: Path, variable: str, exc: pytest.ExceptionInfo[DatasetError]
+) -> None:
+    msg = str(exc.value)
+    assert str(archive) in msg and variable in msg and "removed" in msg
+    assert not folder.exists() and not archive.exists()
+    assert not archive.with_name(archive.name + ".json").exists()  # so the next run downloads afresh
+    assert not list(folder.parent.glob(".*"))  # no staging folder with partial files
+
+
+@pytest.mark.parametrize(
+    ("limits", "payload", "variable"),
+    [
+        ({}, bytes(4 << 20), "TRANSLATE_MAX_COMPRESSION_RATIO"),  # defaults: 4 MiB of zeros deflate to ~4 KB
+        ({"TRANSLATE_MAX_EXTRACT_BYTES": str(1 << 20)}, _NOISE, "TRANSLATE_MAX_EXTRACT_BYTES"),
+    ],
+    ids=["ratio", "bytes"],
+)
+def test_zip_bomb_refused_and_removed_from_cache(
+    server: Server, monkeypatch: pytest.MonkeyPatch, limits: dict[str, str], payload: bytes, variable: str
+) -> None:
+    for key, value in limits.items():
+        monkeypatch.setenv(key, value)
+    files = {f"horse2zebra/{k}": v for k, v in CYCLE_FILES.items()} | {"horse2zebra/trainA/payload.png": payload}
+    _deflated_zip(server.root / "cyclegan/datasets/horse2zebra.zip", files)
+    home = Path(ds.cache_dir()) / "datasets" / "cyclegan"
+    with pytest.raises(DatasetError) as exc:
+        ds.prepare("horse2zebra", progress=False)
+    _assert_refused_and_uncached(home / "horse2zebra", home / "horse2zebra.zip", variable, exc)
+
+    monkeypatch.setenv(variable, str(1 << 40))  # raised, the same archive is downloaded again and extracted
+    folder = ds.prepare("horse2zebra", progress=False)
+    assert (folder / "trainA" / "payload.png").read_bytes() == payload
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_tar_over_the_size_limit_refused_and_removed_from_cache(
+    server: Server, monkeypatch: pytest.MonkeyPatch, declared: bool
+) -> None:
+    members = [_file(f"facades/{k}", v) for k, v in PIX_FILES.items()]
+    if declared:  # a header claiming 100 GiB, over the default 64 GiB, with no data behind it
+        huge = tarfile.TarInfo("facades/train/huge.jpg")
+        huge.size = 100 << 30
+        members.append((huge, None))
+    else:  # real data over a lowered limit
+        monkeypatch.setenv("TRANSLATE_MAX_EXTRACT_BYTES", str(1 << 20))
+        members.append(_file("facades/train/big.jpg", _NOISE))
+    _make_tar(server.root / "pix2pix/datasets/facades.tar.gz", members)
+    home = Path(ds.cache_dir()) / "datasets" / "pix2pix"
+    with pytest.raises(DatasetError, match="over the limit of") as exc:
+        ds.prepare("facades", "pix2pix", progress=False)
+    _assert_refused_and_uncached(home / "facades", home / "facades.tar.gz", "TRANSLATE_MAX_EXTRACT_BYTES", exc)
+
+
+def test_zip_member_inflating_past_its_declared_size_is_stopped(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    archive = _deflated_zip(tmp_path / "a.zip", {"ds/trainA/ok.png": b"fine", "ds/trainA/big.png": bytes(1 << 20)})
+    _patch_zip_field(archive, "ds/trainA/big.png", "file_size", 1000)  # declares 1000 bytes, inflates to 1 MiB
+    msg = _assert_refused(archive, tmp_path / "out" / "ds", "ds/trainA/big.png", [], strip_root=True)
+    assert "inflates past the 1000 B its header declares" in msg and "Delete the archive" in msg
+
+
+def test_zip_member_with_a_wrong_crc_is_corrupt(tmp_path: Path) -> None:
+    archive = _deflated_zip(tmp_path / "a.zip", {"ds/trainA/ok.png": b"fine", "ds/trainA/bad.png": b"data"})
+    _patch_zip_field(archive, "ds/trainA/bad.png", "crc", 12345)
+    with pytest.raises(DatasetError, match="corrupt"):
+        ds.safe_extract(archive, tmp_path / "out" / "ds")
+    assert not (tmp_path / "out" / "ds").exists() and not list((tmp_path / "out").iterdir())
+
+
+def test_archive_within_lowered_limits_extracts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"facades/": b"", "__MACOSX/._facades": b"mac"} | {f"facades/{k}": v for k, v in PIX_FILES.items()}
+    archive = _deflated_zip(tmp_path / "a.zip", files)
+    monkeypatch.setenv("TRANSLATE_MAX_EXTRACT_BYTES", str(sum(map(len, files.values()))))  # exactly enough
+    monkeypatch.setenv("TRANSLATE_MAX_COMPRESSION_RATIO", "2")
+    target = tmp_path / "out" / "facades"
+    ds.safe_extract(archive, target, strip_root=True)
+    assert _all_files(target) == {str(Path(k)) for k in PIX_FILES} | {"train", "val", "test"}
+    for rel, data in PIX_FILES.items():
+        assert (target / rel).read_bytes() == data
+    assert _all_files(target.parent) == {"facades"} | {f"facades/{p}" for p in _all_files(target)}
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5"])
+def test_bad_limit_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    archive = _make_zip(tmp_path / "a.zip", {"ds/a.png": b"A"})
+    monkeypatch.setenv("TRANSLATE_MAX_COMPRESSION_RATIO", value)
+    with pytest.raises(DatasetError, match=f"TRANSLATE_MAX_COMPRESSION_RATIO='{value}' is not a positive"):
+        ds.safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -7,15 +7,18 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_png_declaring
 from PIL import Image
 
-from translate.errors import ImageDecodeError
+from translate.errors import ImageDecodeError, ImageTooLargeError
 from translate.imageio import (
     IMAGE_EXTENSIONS,
+    MAX_PIXELS,
     find_images,
     image_size,
     load_image,
@@ -25,6 +28,7 @@ from translate.imageio import (
     save_image,
     to_float,
     to_uint8,
+    walk_images,
 )
 
 RNG = np.random.default_rng(0)
@@ -523,3 +527,98 @@ def test_pad_to_multiple_no_op_and_tiny_images() -> None:
     assert padded.shape == (1, 1, 8, 8)
     np.testing.assert_array_equal(padded[0, 0, :3, 0], [0, 1, 2])
     assert set(np.unique(padded)) <= {0.0, 1.0, 2.0}
+
+
+# --------------------------------------------------------------------------- pixel limit
+
+
+def test_image_over_the_pixel_limit_is_refused_from_its_header_without_a_warning(tmp_path: Path) -> None:
+    bomb = write_png_declaring(tmp_path / "bomb.png", 12000, 12000)  # 144 Mpx: past Pillow's own warning
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for read in (load_image, image_size):
+            with pytest.raises(ImageTooLargeError) as info:
+                read(bomb)
+            assert isinstance(info.value, ImageDecodeError)  # skipped wherever undecodable files are
+            assert str(info.value) == f"{bomb}: 12000×12000 px is over the 64 Mpx limit"
+        assert MAX_PIXELS == 64_000_000
+
+    assert caught == []
+    assert pillow_limit == Image.MAX_IMAGE_PIXELS  # restored
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])  # TIFF checks Pillow's limit again while decoding
+def test_max_pixels_replaces_pillows_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    path = tmp_path / f"img{suffix}"
+    pixels = _rgb(20, 20)
+    Image.fromarray(pixels).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse 400 px
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert np.array_equal(load_image(path, max_pixels=None), pixels)
+        assert np.array_equal(load_image(path, max_pixels=400), pixels)
+        assert image_size(path, max_pixels=None) == (20, 20)
+        with pytest.raises(ImageTooLargeError, match="20×20 px is over the 399 px limit"):
+            load_image(path, max_pixels=399)
+
+    assert caught == []
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+# --------------------------------------------------------------------------- walk_images
+
+
+def test_walk_reports_loops_and_other_files_and_keeps_hidden_ones_quiet(tmp_path: Path) -> None:
+    for rel in ["a.png", "sub/b.png", "x.gif", "sub/y.GIF", "notes.txt", "README", ".hidden.txt", ".git/c.txt"]:
+        _touch(tmp_path / rel)
+    try:
+        (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+        (tmp_path / "sub" / "self").symlink_to(tmp_path / "sub", target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported here")
+
+    walk = walk_images(tmp_path)
+
+    def rel(paths: list[Path]) -> list[str]:
+        return [p.relative_to(tmp_path).as_posix() for p in paths]
+
+    assert rel(walk.images) == ["a.png", "sub/b.png"] and walk.images == find_images(tmp_path)
+    assert rel(walk.other_files) == ["README", "notes.txt", "sub/y.GIF", "x.gif"]
+    assert rel(walk.loops) == ["sub/loop", "sub/self"]
+    assert walk.excluded == []
+
+
+def test_walk_reports_a_loop_through_two_links(tmp_path: Path) -> None:
+    _touch(tmp_path / "a" / "1.png")
+    _touch(tmp_path / "b" / "2.png")
+    try:
+        (tmp_path / "a" / "to_b").symlink_to(tmp_path / "b", target_is_directory=True)
+        (tmp_path / "b" / "to_a").symlink_to(tmp_path / "a", target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported here")
+
+    walk = walk_images(tmp_path)
+
+    assert [p.relative_to(tmp_path).as_posix() for p in walk.images] == ["a/1.png", "a/to_b/2.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in walk.loops] == ["a/to_b/to_a"]
+
+
+def test_walk_never_enters_the_excluded_folder(tmp_path: Path) -> None:
+    root, out = tmp_path / "in", tmp_path / "out"
+    _touch(root / "a.png")
+    _touch(out / "a.png")
+    _touch(out / "deeper" / "b.png")
+    try:
+        (root / "link").symlink_to(out, target_is_directory=True)
+        (root / "deep").symlink_to(out / "deeper", target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported here")
+
+    walk = walk_images(root, exclude=out)
+
+    assert walk.images == [root / "a.png"]
+    assert walk.excluded == [root / "deep", root / "link"]
+    assert len(walk_images(root).images) == 3  # without exclude the links are followed

@@ -24,9 +24,11 @@ TORCH_FREE = [
     "translate.deploy.inference",
     "translate.deploy.metrics",
     "translate.deploy.models",
+    "translate.deploy.onnx_tiling",
     "translate.deploy.quantize",
     "translate.deploy.runtime",
     "translate.deploy.sampling",
+    "translate.deploy.tiles",
 ]
 
 

@@ -195,29 +195,61 @@ def apply(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (not for .onnx).")] = "auto",
+    # 16384 px on the shorter side is at least 268 Mpx (3.2 GB as the network's float input): past any real use, so
+    # a typo such as 30000 is a usage error up front, not a MemoryError mid-run.
     size: Annotated[
-        int | None, typer.Option(min=8, help="Work (and write) at this size: the shorter side scaled to SIZE px.")
+        int | None,
+        typer.Option(min=8, max=16384, help="Work (and write) at this size: the shorter side scaled to SIZE px."),
+    ] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Skip (and count as failed) images of more than N pixels, read from the header before decoding and "
+            "checked after --size too (default 64000000; 0: no limit).",
+        ),
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Translate images larger than N px a side in overlapping tiles of about N px, so memory does not "
+            "grow with the image (default: 768 px tiles above 4 Mpx; 0: never tile).",
+        ),
     ] = None,
     ext: Annotated[str | None, typer.Option(help="Output format, e.g. png (default: the input's).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
 ) -> None:
     """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
     with _errors():
-        from translate.deploy.inference import default_output, plan, translate_files
+        from translate.deploy.inference import default_output, plan, translate_files, walk_notes
         from translate.deploy.models import load_translator
+        from translate.errors import ConfigError
+        from translate.imageio import MAX_PIXELS
 
+        limit = MAX_PIXELS if max_pixels is None else max_pixels or None  # not given: the default; 0: none
+        if size is not None and limit is not None and size * size > limit:
+            raise ConfigError(
+                f"--size {size} makes every image at least {size}×{size} px, more than --max-pixels {limit}; "
+                "lower --size or raise --max-pixels (0: no limit)"
+            )
         translator = load_translator(model, direction, device)
         target = out if out is not None else default_output(input_path, translator.direction)
-        jobs, skipped = plan(input_path, target, ext=ext, overwrite=overwrite)
+        planned = plan(input_path, target, ext=ext, overwrite=overwrite)
+        jobs = planned.jobs
         err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False, soft_wrap=True)
-        summary = translate_files(jobs, translator, batch_size=batch_size, size=size, console=err)
-        summary.skipped = skipped
+        summary = translate_files(
+            jobs, translator, batch_size=batch_size, size=size, max_pixels=limit, tile=tile, console=err
+        )
+        summary.skipped = planned.skipped
         for path, reason in summary.failed:
             err.print(
                 f"[yellow]failed:[/] {path}: {reason}" if str(path) not in reason else f"[yellow]failed:[/] {reason}",
                 highlight=False,
                 soft_wrap=True,
             )
+        for note in walk_notes(planned.walk):
+            err.print(note, highlight=False, soft_wrap=True)
         err.print(
             f"done {summary.done}, skipped {summary.skipped} (already there; --overwrite to redo), "
             f"failed {len(summary.failed)}, {summary.images_per_second:.2f} images/s",

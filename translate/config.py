@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -16,6 +17,30 @@ from typing import Any, TypeVar
 from translate.errors import ConfigError
 
 C = TypeVar("C")
+
+# Upper bounds on every size field. A config also arrives from any model file a user passes, and it is built before
+# any network, so these keep a file from describing a network no machine holds (the network is then also checked
+# against the tensors the file really has). Each is far beyond real use.
+MAX_CHANNELS = 4096  # base widths: the papers use 64 (ngf, ndf), and widths grow to 8× that inside the networks
+MAX_BLOCKS = 64  # ResNet blocks: the paper uses 6 or 9
+MAX_LATENT = 4096  # z: DCGAN uses 100, StyleGAN 512
+MAX_IMAGE_SIZE = 4096  # training crops (inference takes any size): the papers train at 256
+MAX_LOAD_SIZE = 2 * MAX_IMAGE_SIZE  # the resize before the crop; the paper's jitter is 286 for 256
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841 classes
+MAX_BATCH = 65_536  # per process; the papers use 1 to 128
+MAX_WORKERS = 256  # DataLoader processes: more than any machine has cores
+MAX_UNET_DEPTH = 12  # U-Net levels: log2(MAX_IMAGE_SIZE), where the bottleneck is 1×1; the paper's 256 px use 8
+MAX_PATCHGAN_LAYERS = 10  # strided PatchGAN layers: 3 × 2**10 px patches, the most a MAX_IMAGE_SIZE crop fits
+MAX_POOL = 1000  # CycleGAN's history of generated images, each kept in memory: the paper keeps 50
+MAX_CRITIC = 100  # WGAN critic updates per generator update, each a data batch: the paper uses 5
+
+
+def check_size(name: str, value: int | None, low: int, high: int) -> None:
+    """Fail unless `low <= value <= high`; None means "resolved elsewhere" and passes."""
+    if value is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+    if value is not None and value > high:
+        raise ConfigError(f"{name} must be at most {high}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -27,14 +52,11 @@ class DataConfig:
     num_workers: int | None = None  # DataLoader worker processes; None: chosen from the CPU count
 
     def __post_init__(self) -> None:
-        if self.image_size < 16:
-            raise ConfigError(f"image_size must be at least 16, got {self.image_size}")
-        if self.load_size is not None and self.load_size < self.image_size:
-            raise ConfigError(f"load_size ({self.load_size}) must be >= image_size ({self.image_size})")
+        check_size("image_size", self.image_size, 16, MAX_IMAGE_SIZE)
+        check_size("load_size", self.load_size, self.image_size, MAX_LOAD_SIZE)  # a crop of image_size is taken
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        check_size("num_workers", self.num_workers, 0, MAX_WORKERS)
 
     @property
     def resolved_load_size(self) -> int:
@@ -71,6 +93,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.keep_checkpoints < 0:
             raise ConfigError("steps and keep_checkpoints must be >= 0")
+        check_size("batch_size", self.batch_size, 1, MAX_BATCH)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -78,18 +101,89 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Rebuild a (nested) config dataclass from `to_dict` output; unknown keys are an error."""
+def from_dict(cls: type[C], data: Any, prefix: str = "") -> C:
+    """Rebuild a (nested) config dataclass from `to_dict` output, such as a checkpoint's JSON.
+
+    Every value is checked against its field's annotation before the dataclass (and its `__post_init__` bounds)
+    sees it, so a file's config cannot pass a string, a list or a bool where a number belongs. Unknown keys are an
+    error; missing ones take their defaults. Messages name the dotted key, after `prefix` (e.g. "config.").
+    """
+    where = prefix.rstrip(".") or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {short_repr(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"unknown config keys for {cls.__name__}: {', '.join(sorted(unknown))}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) else value
-    return cls(**kwargs)
+        raise ConfigError(_at(prefix, f"unknown config keys for {cls.__name__}: {', '.join(sorted(unknown))}"))
+    kwargs = {key: _typed(value, hints[key], f"{prefix}{key}") for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a bound in __post_init__: say which part of a nested config it is in
+        raise ConfigError(_at(prefix, str(exc))) from None
+
+
+def _at(prefix: str, message: str) -> str:
+    return f"{prefix.rstrip('.')}: {message}" if prefix else message
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """`value`, from JSON, as the annotation `hint` has it (a list becomes a tuple, an int a float); a ConfigError
+    naming `key` when it is not of that type. bool is not an int here, though Python says it is."""
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, f"{key}.")  # type: ignore[arg-type]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _typed(value, arg, key)
+            except ConfigError:
+                continue
+    elif origin is typing.Literal:
+        if any(value == choice and type(value) is type(choice) for choice in args):
+            return value
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[str, ...]; JSON has lists
+        if isinstance(value, list | tuple):
+            return tuple(_typed(item, args[0], f"{key}[{i}]") for i, item in enumerate(value))
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond float's range
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}: expected a finite float, got {short_repr(value)}")
+            return number
+    elif hint in (bool, int, str):
+        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+            return value
+    else:
+        raise TypeError(f"{key}: a config annotation from_dict does not know: {hint!r}")
+    raise ConfigError(f"{key}: expected {_describe(hint)}, got {short_repr(value)}")
+
+
+def _describe(hint: Any) -> str:
+    """An annotation in words, for messages: "int or None", "one of 'a', 'b'", "a list of str"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is typing.Literal:
+        return f"one of {', '.join(map(repr, args))}"
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}"
+    return "None" if hint is type(None) else getattr(hint, "__name__", repr(hint))
+
+
+def short_repr(value: Any) -> str:
+    """A value for a one-line message: containers by kind, long strings cut."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _leaf_paths(cls: type, prefix: str = "") -> dict[str, Any]:

@@ -34,6 +34,20 @@ class DatasetError(TranslateError):
     """A dataset problem with a one-line, user-facing message that says what went wrong and the fix."""
 
 
+class ArchiveLimitError(DatasetError):
+    """An archive refused for what it would expand to (a likely zip bomb): ``problem`` plus ``fix``.
+
+    The two are kept apart so a caller that removes the archive itself can say so in place of the default fix.
+    """
+
+    def __init__(self, problem: str, fix: str = "Delete the archive if you do not trust it.") -> None:
+        super().__init__(problem, fix)  # both in args, so pickling rebuilds the same error
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return " ".join(self.args)
+
+
 class CheckpointError(TranslateError, RuntimeError):
     """A checkpoint that cannot be read or does not fit; the message names the file."""
 
@@ -73,3 +87,11 @@ class ImageDecodeError(TranslateError):
     def __reduce__(self) -> tuple[type[ImageDecodeError], tuple[Path, str]]:
         # Default pickling would call cls(message) and fail; DataLoader workers/process pools pickle errors.
         return (type(self), (self.path, self.reason))
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header declares more pixels than allowed; skipped and counted like an undecodable one."""
+
+
+class RunLockedError(TranslateError, RuntimeError):
+    """Another process is training in the run folder; the message names it (PID, host, since when) and the fix."""

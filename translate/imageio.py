@@ -14,28 +14,43 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from translate.errors import ImageDecodeError
+from translate.errors import ImageDecodeError, ImageTooLargeError
 from translate.files import atomic_writer
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "ImageWalk",
     "find_images",
     "image_size",
     "load_image",
     "make_grid",
+    "over_pixel_limit",
     "pad_to_multiple",
     "resize",
     "save_image",
     "to_float",
     "to_uint8",
+    "walk_images",
 ]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
+# The most pixels an image may declare in its header, checked before anything is decoded: a 140 KB PNG can declare
+# 144 Mpx. 64 Mpx holds every current camera sensor (the largest full-frame ones have 61 Mpx) and 8K frames
+# (33 Mpx); decoded that is 192 MB of RGB uint8 and 768 MB as the float32 network input, which an ordinary machine
+# still holds. It is also below Pillow's own 89 Mpx warning threshold, which this check replaces (see `_open`).
+MAX_PIXELS = 64_000_000
 
 # Pillow format name for each extension save_image can write.
 _SAVE_FORMATS: dict[str, str] = {
@@ -80,12 +95,30 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def find_images(root: Path) -> list[Path]:
-    """Return the image files under ``root``, sorted by their path relative to ``root``.
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or inside it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
-    ``root`` may be a single image file (returned as ``[root]``) or a directory, walked recursively (following
-    directory symlinks, each real directory visited once). Extensions match case-insensitively; files and
-    directories whose names start with ``.`` are skipped, which also hides ``save_image``'s temp files.
+
+@dataclass(frozen=True)
+class ImageWalk:
+    """What `walk_images` found under ``root``: each list holds paths as walked (under ``root``), sorted by them."""
+
+    root: Path
+    images: list[Path]
+    other_files: list[Path] = field(default_factory=list)  # visible files without an image extension
+    loops: list[Path] = field(default_factory=list)  # folder links back to a folder on their own path
+    excluded: list[Path] = field(default_factory=list)  # folders that lead into ``exclude``
+
+
+def walk_images(root: Path, *, exclude: Path | None = None) -> ImageWalk:
+    """Find the image files under ``root``, and what the walk passed over.
+
+    ``root`` may be a single image file (giving ``[root]``) or a directory, walked recursively in name order,
+    following directory symlinks with each real directory visited once. Extensions match case-insensitively;
+    files and directories whose names start with ``.`` are skipped unreported, which also hides ``save_image``'s
+    temp files. Reported, not walked: links back to a folder on their own path (``loops``), and folders whose real
+    path is ``exclude`` or inside it (``excluded``). Files with other extensions are listed in ``other_files``.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -96,30 +129,107 @@ def find_images(root: Path) -> list[Path]:
         raise FileNotFoundError(f"image path not found: {root}")
     if not root.is_dir():
         if root.suffix.lower() in IMAGE_EXTENSIONS:
-            return [root]
+            return ImageWalk(root, [root])
         allowed = " ".join(sorted(IMAGE_EXTENSIONS))
         raise ValueError(f"{root}: not an image file (expected one of: {allowed})")
 
-    found: list[tuple[str, Path]] = []
+    excluded_real = os.path.realpath(exclude) if exclude is not None else None
+    images: list[Path] = []
+    other_files: list[Path] = []
+    loops: list[Path] = []
+    excluded: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
+    # Real paths of the folders on the walked path to each folder: a link to one of them is a loop.
+    chains: dict[str, tuple[str, ...]] = {str(root): (os.path.realpath(root),)}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        # Symlinks may form cycles; remember real directories by (device, inode).
+        chain = chains.pop(dirpath)
+        # Two links may lead to one real directory, remembered by (device, inode): walk it once.
         st = os.stat(dirpath)
         if (st.st_dev, st.st_ino) in seen_dirs:
             dirnames[:] = []
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        for name in filenames:
-            if _is_hidden(name) or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
-                continue
+        walked = []
+        for name in sorted(d for d in dirnames if not _is_hidden(d)):  # sorted: which alias is walked is stable
             full = os.path.join(dirpath, name)
-            if not os.path.isfile(full):  # e.g. a dangling symlink
+            real = os.path.realpath(full)
+            if excluded_real is not None and _within(real, excluded_real):
+                excluded.append(Path(full))
+            elif real in chain:
+                loops.append(Path(full))
+            else:
+                chains[full] = (*chain, real)
+                walked.append(name)
+        dirnames[:] = walked
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if _is_hidden(name) or not os.path.isfile(full):  # e.g. a dangling symlink
                 continue
-            path = Path(full)
-            found.append((path.relative_to(root).as_posix(), path))
-    found.sort(key=lambda item: item[0])
-    return [path for _, path in found]
+            is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            (images if is_image else other_files).append(Path(full))
+
+    def walk_order(paths: list[Path]) -> list[Path]:
+        return sorted(paths, key=lambda path: path.relative_to(root).as_posix())
+
+    return ImageWalk(root, *(walk_order(paths) for paths in (images, other_files, loops, excluded)))
+
+
+def find_images(root: Path) -> list[Path]:
+    """The image files under ``root`` (an image file or a folder), sorted by their path relative to ``root``.
+
+    See `walk_images`, which also says what the walk passed over, for the rules and errors.
+    """
+    return walk_images(root).images
+
+
+def over_pixel_limit(size: tuple[int, int], max_pixels: int | None) -> str | None:
+    """Why an image of ``size`` (width, height) is over ``max_pixels``; None when within it or with no limit."""
+    width, height = size
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    limit = f"{max_pixels / 1e6:g} Mpx" if max_pixels >= 1_000_000 else f"{max_pixels} px"
+    return f"{width}×{height} px is over the {limit} limit"
+
+
+# Pillow has its own decompression-bomb check on the process-wide Image.MAX_IMAGE_PIXELS: past it Image.open prints
+# a raw two-line warning, past twice it raises, whatever max_pixels allows. `_open` turns it off while it parses a
+# header and applies max_pixels instead; the lock keeps decode threads from restoring it under each other.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit_off() -> Iterator[int | None]:
+    """Pillow's decompression-bomb check off for the block; yields the limit it had (None: it was off)."""
+    with _PILLOW_LIMIT_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield limit
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+@contextmanager
+def _open(fh: BinaryIO, path: Path, max_pixels: int | None, *, decode: bool) -> Iterator[Image.Image]:
+    """``Image.open`` under ``max_pixels`` rather than Pillow's limit; ``decode`` also decodes every pixel.
+
+    Raises ImageTooLargeError, before any pixel is decoded, when the header declares more than ``max_pixels``.
+    """
+    with _pillow_limit_off() as pillow_limit:
+        img = Image.open(fh)
+    with img:
+        reason = over_pixel_limit(img.size, max_pixels)
+        if reason is not None:
+            raise ImageTooLargeError(path, reason)
+        if decode:
+            # Some plugins (TIFF) check Pillow's limit again while decoding: an image past it that max_pixels
+            # allows is decoded with the check off, one at a time, which also bounds the memory such images take.
+            if pillow_limit is not None and img.width * img.height > pillow_limit:
+                with _pillow_limit_off():
+                    img.load()
+            # Image.open only reads the header; load() forces the full decode so truncated files fail here rather
+            # than later (and without touching the global ImageFile.LOAD_TRUNCATED_IMAGES).
+            img.load()
+        yield img
 
 
 def _exif_orientation(img: Image.Image) -> int:
@@ -165,13 +275,15 @@ def _to_array(img: Image.Image, channels: int) -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
-def load_image(path: Path, channels: int = 3) -> np.ndarray:
+def load_image(path: Path, channels: int = 3, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode an image file into a ``uint8`` array shaped ``(H, W, channels)``.
 
     ``channels=3`` gives RGB, ``channels=1`` luminance (ITU-R 601 luma, as Pillow's ``L``). EXIF orientation
     is applied. Transparent pixels are composited onto white; 16-bit images are scaled (``/ 257``) to 8 bits.
+    An image whose header declares more than ``max_pixels`` pixels (None: no limit) is not decoded at all.
 
     Raises:
+        ImageTooLargeError: the image has more than ``max_pixels`` pixels (an ImageDecodeError).
         ImageDecodeError: the file is not an image, is truncated or otherwise cannot be decoded.
         FileNotFoundError, PermissionError, IsADirectoryError: the file itself cannot be opened.
         ValueError: ``channels`` is not 1 or 3.
@@ -182,10 +294,7 @@ def load_image(path: Path, channels: int = 3) -> np.ndarray:
     # Opened outside the try: file-system errors are not decode errors and keep their own types.
     with open(path, "rb") as fh:
         try:
-            with Image.open(fh) as img:
-                # Image.open only reads the header; load() forces the full decode so truncated files fail
-                # here rather than later (and without touching the global ImageFile.LOAD_TRUNCATED_IMAGES).
-                img.load()
+            with _open(fh, path, max_pixels, decode=True) as img:
                 if _exif_orientation(img) != 1:
                     ImageOps.exif_transpose(img, in_place=True)
                 array = _to_array(img, channels)
@@ -194,19 +303,21 @@ def load_image(path: Path, channels: int = 3) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
     """Return ``(width, height)`` as ``load_image`` would produce it, i.e. after EXIF orientation.
 
     Only the header is read, except for PNG files that may hold EXIF/XMP after the pixel data, which Pillow
-    can only reach by decoding the whole image. A truncated body is therefore not detected here.
+    can only reach by decoding the whole image (never one over ``max_pixels``). A truncated body is therefore not
+    detected here.
 
     Raises:
+        ImageTooLargeError: the header declares more than ``max_pixels`` pixels (None: no limit).
         ImageDecodeError: the header cannot be parsed.
     """
     path = Path(path)
     with open(path, "rb") as fh:
         try:
-            with Image.open(fh) as img:
+            with _open(fh, path, max_pixels, decode=False) as img:
                 width, height = img.size
                 if img.format == "PNG" and "exif" not in img.info:
                     # Pillow's PNG getexif() decodes every pixel to look for a late eXIf chunk. A byte scan is

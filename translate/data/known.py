@@ -8,6 +8,7 @@ This module deliberately avoids importing torch so that `translate datasets` sta
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import http.client
@@ -22,12 +23,14 @@ import urllib.error
 import urllib.request
 import uuid
 import zipfile
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from translate.errors import DatasetError
+from translate.errors import ArchiveLimitError, DatasetError
 from translate.files import atomic_write, atomic_writer, remove_stale_temps, sha256_file
 
 if TYPE_CHECKING:
@@ -38,6 +41,15 @@ DEFAULT_MIRROR = "http://efrosgans.eecs.berkeley.edu"
 _TIMEOUT_S = 30
 _CHUNK = 1 << 20
 _MIRROR_HINT = "set TRANSLATE_MIRROR to a reachable mirror"
+
+# What one archive may expand to, against zip bombs. The public sets are JPEG and PNG images, which are compressed
+# already, so their archives expand barely past 1x; the largest (edges2handbags) is under 10 GB, which leaves 64 GiB
+# room for bigger sets on a mirror. Deflate and gzip reach ~1032:1 on zeros, and zips whose entries share one
+# compressed block go far beyond: a ratio of 200 is far above any image set and far below a bomb.
+DEFAULT_MAX_EXTRACT_BYTES = 64 << 30
+DEFAULT_MAX_COMPRESSION_RATIO = 200
+_MAX_BYTES_VAR = "TRANSLATE_MAX_EXTRACT_BYTES"
+_MAX_RATIO_VAR = "TRANSLATE_MAX_COMPRESSION_RATIO"
 
 
 @dataclass(frozen=True)
@@ -234,10 +246,12 @@ def _parents(name: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _resolve_inside(start: str, link: str, symlinks: set[str]) -> bool:
+def _resolve_inside(start: str, link: str, symlinks: set[str], floor: int = 0) -> bool:
     """Lexically resolve ``link`` relative to archive folder ``start``; True if it stays inside the root.
 
-    Lexical resolution is only sound if no intermediate component is itself a symlink, so that is refused too.
+    The root is the archive's, or with ``floor`` 1 its top folder (the one strip_root removes, so that what lies
+    above it is outside the dataset). Lexical resolution is only sound if no intermediate component is itself a
+    symlink, so that is refused too.
     """
     if link.startswith("/") or _DRIVE.match(link):
         return False
@@ -245,7 +259,7 @@ def _resolve_inside(start: str, link: str, symlinks: set[str]) -> bool:
     parts = [p for p in link.replace("\\", "/").split("/") if p not in ("", ".")]
     for i, part in enumerate(parts):
         if part == "..":
-            if not stack:
+            if len(stack) <= floor:
                 return False
             stack.pop()
             continue
@@ -255,16 +269,22 @@ def _resolve_inside(start: str, link: str, symlinks: set[str]) -> bool:
     return True
 
 
-def _check_tar(tf: tarfile.TarFile, archive: Path) -> None:
-    members = tf.getmembers()
+def _check_tar(members: list[tarfile.TarInfo], archive: Path, top: str | None) -> None:
+    """Refuse unsafe members; symlinks are checked against the final layout, inside ``top`` when it is stripped."""
     symlinks = {_norm(m.name) for m in members if m.issym()}
+    # `facades/train/up -> ../..` stays inside the archive, but leaves the dataset once `facades/` is stripped.
+    floor = 1 if top else 0
     for m in members:
         problem = _name_problem(m.name)
         clean = _norm(m.name)
-        if problem is None and any(p in symlinks for p in _parents(clean)):
+        if problem is None and "\\" in m.name + m.linkname:
+            # The checks read a backslash as a separator (as Windows does); tarfile on POSIX keeps it in the name, so
+            # `facades/a\b -> ..` would be checked from `facades/a/` but land in `facades/`, pointing above it.
+            problem = "backslash in name"
+        elif problem is None and any(p in symlinks for p in _parents(clean)):
             problem = "path goes through a symlink"
         elif problem is None and m.issym():
-            if not _resolve_inside(str(PurePosixPath(clean).parent), m.linkname, symlinks):
+            if not _resolve_inside(str(PurePosixPath(clean).parent), m.linkname, symlinks, floor):
                 problem = f"symlink to {m.linkname!r} points outside the dataset"
         elif problem is None and m.islnk():
             if not _resolve_inside("", m.linkname, symlinks):
@@ -275,13 +295,112 @@ def _check_tar(tf: tarfile.TarFile, archive: Path) -> None:
             raise DatasetError(f"refusing to extract {archive}: member {m.name!r} is unsafe ({problem}).")
 
 
-def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
-    for info in zf.infolist():
+def _check_zip(infos: list[zipfile.ZipInfo], archive: Path) -> None:
+    for info in infos:
         problem = _name_problem(info.filename)
         if problem is None and stat.S_ISLNK(info.external_attr >> 16):
             problem = "symlink"
         if problem:
             raise DatasetError(f"refusing to extract {archive}: member {info.filename!r} is unsafe ({problem}).")
+
+
+def _env_limit(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise DatasetError(f"{variable}={raw!r} is not a positive whole number: set one, or unset it for {default}.")
+    return value
+
+
+def _size(n: float) -> str:
+    """``n`` bytes for people: "512 B", "3.0 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _check_expansion(sizes: Iterable[int], archive: Path) -> None:
+    """Refuse an archive whose members declare more bytes than the size and compression-ratio limits allow.
+
+    ``sizes`` is consumed lazily and the check stops at the first member over a limit: for a tar that is as soon as
+    its header is read, before its data (gigabytes of zeros, perhaps) is decompressed to reach the next header.
+    """
+    max_bytes = _env_limit(_MAX_BYTES_VAR, DEFAULT_MAX_EXTRACT_BYTES)
+    max_ratio = _env_limit(_MAX_RATIO_VAR, DEFAULT_MAX_COMPRESSION_RATIO)
+    packed = archive.stat().st_size
+    total = 0
+    for size in sizes:
+        total += size
+        if total > max_bytes:
+            raise ArchiveLimitError(
+                f"refusing to extract {archive}: its files add up to at least {_size(total)}, over the limit of "
+                f"{_size(max_bytes)} ({_MAX_BYTES_VAR}={max_bytes}; raise it if the archive is genuine)."
+            )
+        if total > max_ratio * packed:
+            raise ArchiveLimitError(
+                f"refusing to extract {archive}: its files add up to at least {_size(total)}, over {max_ratio} times "
+                f"its own {_size(packed)}: images never compress that well, zip bombs do "
+                f"({_MAX_RATIO_VAR}={max_ratio}; raise it if the archive is genuine)."
+            )
+
+
+def _top_folder(entries: Iterable[tuple[str, bool]]) -> str | None:
+    """The one folder that holds every member, which strip_root removes; None when there is no such folder.
+
+    ``entries`` are (normalised name, is a directory). macOS-made zips carry a __MACOSX resource-fork folder beside
+    it that is not part of the dataset, so that one does not count.
+    """
+    tops: set[str] = set()
+    is_folder = False
+    for name, is_dir in entries:
+        top, _, rest = name.partition("/")
+        if top and top != "__MACOSX":
+            tops.add(top)
+            is_folder = is_folder or is_dir or bool(rest)
+    return tops.pop() if len(tops) == 1 and is_folder else None
+
+
+def _extract_zip(zf: zipfile.ZipFile, archive: Path, staging: Path) -> None:
+    """Write the checked members of ``zf`` under ``staging``, refusing one that inflates past its declared size.
+
+    The size limits were checked against the declared sizes, and this holds each member to its own. zipfile alone
+    would cut such a member off at its declared size and then fail its CRC as if the archive were merely damaged,
+    so each is read with a one-byte larger allowance and without zipfile's CRC check (``ZipExtFile`` skips it for an
+    info without ``CRC``), and the CRC is checked here.
+    """
+    for info in zf.infolist():
+        name = _norm(info.filename)  # the reading of the name that _check_zip validated and _top_folder used
+        if not name:
+            continue
+        dest = staging.joinpath(*name.split("/"))
+        if info.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        probe = copy.copy(info)
+        probe.file_size = info.file_size + 1
+        del probe.CRC
+        written, crc = 0, 0
+        with zf.open(probe) as src, open(dest, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                written += len(chunk)
+                if written > info.file_size:
+                    raise ArchiveLimitError(
+                        f"refusing to extract {archive}: member {info.filename!r} inflates past the "
+                        f"{_size(info.file_size)} its header declares, so the archive is damaged or made to fill "
+                        f"the disk."
+                    )
+                crc = zlib.crc32(chunk, crc)
+                out.write(chunk)
+        if written != info.file_size or crc != info.CRC:
+            raise zipfile.BadZipFile(f"bad data for {info.filename!r}")  # reported as a corrupt archive
 
 
 def _move_into_place(src: Path, target: Path) -> None:
@@ -300,9 +419,12 @@ def _move_into_place(src: Path, target: Path) -> None:
 def safe_extract(archive: Path, target: Path, *, strip_root: bool = False) -> None:
     """Extract a ``.zip`` / ``.tar`` / ``.tar.gz`` / ``.tgz`` archive to ``target``, refusing unsafe members.
 
-    Every member is validated before anything is written. Extraction goes to a temporary folder beside
-    ``target`` that is renamed into place (replacing any previous ``target``). With ``strip_root`` and a
-    single top-level folder in the archive, that folder's content becomes ``target``.
+    Every member is validated before anything is written, and so is the total its headers declare: at most
+    ``$TRANSLATE_MAX_EXTRACT_BYTES`` (default 64 GiB) and ``$TRANSLATE_MAX_COMPRESSION_RATIO`` (default 200) times
+    the archive's size, else `ArchiveLimitError`; a zip member that inflates past its declared size is stopped
+    there. Extraction goes to a temporary folder beside ``target`` that is renamed into place (replacing any
+    previous ``target``) and removed on any error. With ``strip_root`` and a single top-level folder in the archive,
+    that folder's content becomes ``target``, and links must stay inside it.
     """
     archive, target = Path(archive), Path(target)
     name = archive.name.lower()
@@ -313,25 +435,28 @@ def safe_extract(archive: Path, target: Path, *, strip_root: bool = False) -> No
     try:
         with zipfile.ZipFile(archive) if name.endswith(".zip") else tarfile.open(archive, "r:*") as handle:
             if isinstance(handle, zipfile.ZipFile):
-                _check_zip(handle, archive)
+                infos = handle.infolist()
+                _check_expansion((i.file_size for i in infos), archive)
+                _check_zip(infos, archive)
+                top = _top_folder((_norm(i.filename), i.is_dir()) for i in infos) if strip_root else None
             else:
-                _check_tar(handle, archive)
+                # Iterating reads the headers one at a time (getmembers would read them all first). tarfile writes
+                # exactly the size a header declares, so, unlike a zip's, it cannot be exceeded while extracting.
+                _check_expansion((m.size for m in handle if m.isfile()), archive)
+                members = handle.getmembers()
+                top = _top_folder((_norm(m.name), m.isdir()) for m in members) if strip_root else None
+                _check_tar(members, archive, top)
             # Only now, with every member validated, is anything written.
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extract", dir=target.parent))
             if isinstance(handle, zipfile.ZipFile):
-                handle.extractall(staging)
+                _extract_zip(handle, archive, staging)
             elif hasattr(tarfile, "data_filter"):  # defence in depth where available (3.12, 3.11.4+)
                 handle.extractall(staging, filter="data")
             else:
                 handle.extractall(staging)
-        root = staging
-        if strip_root:
-            # macOS-made zips carry a __MACOSX resource-fork folder that is not part of the dataset.
-            entries = [p for p in staging.iterdir() if p.name != "__MACOSX"]
-            if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
-                root = entries[0]
-        _move_into_place(root, target)
+        # The top folder the links were checked against, not whatever the extracted tree looks like.
+        _move_into_place(staging / top if top else staging, target)
     except _FILTER_ERRORS as e:  # tarfile's own 'data' filter caught something our checks let through
         raise DatasetError(f"refusing to extract {archive}: {e}.") from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zipfile.LargeZipFile):
@@ -415,7 +540,16 @@ def prepare(name: str, family: str = "cyclegan", *, progress: bool = True) -> Pa
     else:
         sha256 = download(url, archive, progress=progress)
         record_download(url, archive, sha256)
-    safe_extract(archive, folder, strip_root=True)
+    try:
+        safe_extract(archive, folder, strip_root=True)
+    except ArchiveLimitError as e:
+        # A refused download is not kept: the next run (with a raised limit, or a mended mirror) fetches a fresh copy
+        # rather than trusting this one's recorded sha256.
+        archive.unlink(missing_ok=True)
+        archive.with_name(archive.name + ".json").unlink(missing_ok=True)
+        raise ArchiveLimitError(
+            e.problem, "The cached archive and its sha256 record were removed, so the next run downloads it afresh."
+        ) from None
     atomic_write(marker, f"{sha256}\n".encode())
     return folder
 

@@ -43,7 +43,7 @@ from translate.description import ModelDescription
 from translate.errors import ExportError, ImageDecodeError
 from translate.files import atomic_copy, sha256_file
 from translate.imageio import find_images, load_image, resize, to_float
-from translate.recipes import get_recipe
+from translate.recipes import recipe_of
 from translate.train import checkpoint
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own minimum for Pad and friends; a lower request is raised to it
@@ -80,7 +80,7 @@ def export(
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     source = resolve_checkpoint(model)
-    spec = get_recipe(checkpoint.read(source).recipe)
+    spec = recipe_of(checkpoint.read(source))
     generator = spec.is_generator
     direction = direction or spec.default_direction
     if generator and calibrate is not None:

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from translate.description import ModelDescription
-from translate.errors import ModelError
+from translate.errors import CheckpointError, ConfigError, ModelError
 
 if TYPE_CHECKING:
     import torch
 
     from translate.deploy.inference import Translator
     from translate.deploy.sampling import Sampler
+    from translate.deploy.tiles import Stats
     from translate.recipes.base import RecipeSpec
 
 
@@ -121,6 +122,7 @@ class TorchTranslator:
         self.module, self.device, self.model = module.eval().to(device), device, model
         self.channels, self.stride, self.direction = model.channels, model.stride, model.direction
         self.description = f"{model.recipe} {model.direction}, {model.origin}, PyTorch on {device}"
+        self._tiling: TorchTiling | None = None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -129,21 +131,137 @@ class TorchTranslator:
             out = self.module(torch.from_numpy(batch).to(self.device))
         return out.float().cpu().numpy()
 
+    def tiling(self) -> TorchTiling:
+        """The generator as a backend for tiled translation (translate.deploy.tiles), built on first use."""
+        if self._tiling is None:
+            self._tiling = TorchTiling(self.module, self.device, self.model)
+        return self._tiling
+
+
+class TorchTiling:
+    """A generator as a `tiles.TileBackend`: its instance norms' input statistics recorded, or fixed, per call.
+
+    The network is not changed. Statistics are read by forward hooks; a run with given statistics replaces each
+    instance norm's `forward` for that call only by batch norm on those statistics (the same (x − mean) /
+    sqrt(var + ε) · weight + bias, with the layer's ε and affine parameters). Instance norms with running
+    statistics already use fixed ones in eval mode and are left alone, as is batch norm.
+    """
+
+    def __init__(self, module: torch.nn.Module, device: torch.device, model: ModelDescription) -> None:
+        import torch
+        from torch import nn
+
+        from translate.deploy.tiles import SpatialLayer, receptive_margin
+
+        self.module, self.device = module, device
+        pads = (nn.ReflectionPad2d, nn.ReplicationPad2d, nn.ZeroPad2d, nn.ConstantPad2d)
+        # Layers that move pixels in ways receptive_margin does not follow; the generators here have none.
+        unsupported = (nn.MaxPool2d, nn.AvgPool2d, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle)
+        # One forward pass of a small input records the layers in execution order (the U-Net's decoder runs its
+        # levels in the reverse of their registration order).
+        seen: list[nn.Module] = []
+        kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d, *pads, *unsupported)
+        hooks = [
+            m.register_forward_pre_hook(lambda m, _: seen.append(m)) for m in module.modules() if isinstance(m, kinds)
+        ]
+        side = max(16, model.stride)  # the smallest input a ResNet's reflection pads and a U-Net's levels take
+        try:
+            with torch.inference_mode():
+                module(torch.zeros(1, model.channels, side, side, device=device))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        refused = [type(m).__name__ for m in seen if isinstance(m, unsupported)]
+        if refused:
+            raise ModelError(f"a {model.recipe} generator with {refused[0]} layers cannot be tiled (try --tile 0)")
+        self.norms = [m for m in seen if isinstance(m, nn.InstanceNorm2d) and not m.track_running_stats]
+        rows: list[SpatialLayer] = []
+        cols: list[SpatialLayer] = []
+        for m in seen:
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                kind = "conv" if isinstance(m, nn.Conv2d) else "transposed"
+                for axis, layers in enumerate((rows, cols)):
+                    layers.append(
+                        SpatialLayer(kind, m.kernel_size[axis], m.stride[axis], m.dilation[axis], m.padding[axis])
+                    )
+            elif isinstance(m, pads):  # padding is (left, right, top, bottom)
+                rows.append(SpatialLayer("pad", pad=m.padding[2]))
+                cols.append(SpatialLayer("pad", pad=m.padding[0]))
+        self.margin = max(receptive_margin(rows), receptive_margin(cols))
+
+    def statistics(self, image: np.ndarray) -> Stats:
+        import torch
+
+        if not self.norms:
+            return []
+        recorded: Stats = []
+
+        def record(norm: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            var, mean = torch.var_mean(inputs[0].float(), dim=(2, 3), unbiased=False)  # (1, C) each, as the norm's
+            recorded.append((mean[0].cpu().numpy(), var[0].cpu().numpy()))
+
+        hooks = [norm.register_forward_pre_hook(record) for norm in self.norms]
+        try:
+            with torch.inference_mode():
+                self.module(torch.from_numpy(image).to(self.device))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return recorded
+
+    def __call__(self, batch: np.ndarray, stats: Stats) -> np.ndarray:
+        import functools
+
+        import torch
+
+        with torch.inference_mode():
+            for norm, (mean, var) in zip(self.norms, stats, strict=True):
+                fixed = (torch.from_numpy(mean).to(self.device), torch.from_numpy(var).to(self.device))
+                norm.forward = functools.partial(_fixed_norm, norm, *fixed)
+            try:
+                out = self.module(torch.from_numpy(batch).to(self.device))
+            finally:
+                for norm in self.norms:
+                    del norm.forward  # back to the class's own forward
+        return out.float().cpu().numpy()
+
+
+def _fixed_norm(norm: torch.nn.Module, mean: torch.Tensor, var: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """An instance norm's output with the given per-channel statistics: batch norm in inference mode."""
+    import torch.nn.functional as F
+
+    return F.batch_norm(x, mean, var, norm.weight, norm.bias, training=False, momentum=0.0, eps=norm.eps)
+
 
 def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDescription]:
     """Build and load the generator for `direction` from any checkpoint, with no other information; with it, the
     description of what it is (the same one an export writes into its ONNX file)."""
+    import torch
+
     from translate.config import from_dict
     from translate.networks.layers import input_stride
     from translate.recipes import get_recipe
     from translate.train import checkpoint
 
-    ckpt = checkpoint.read(path)
-    spec = get_recipe(ckpt.recipe)
-    _check_direction(path, spec, ckpt.meta, direction)
-    config = from_dict(spec.config_class, ckpt.meta["config"])
+    ckpt = checkpoint.read(path)  # the metadata's structure is checked there
+    try:
+        spec = get_recipe(ckpt.recipe)
+        _check_direction(path, spec, ckpt.meta, direction)
+        config = from_dict(spec.config_class, ckpt.meta["config"], prefix="config.")  # types and size bounds
+    except ConfigError as exc:  # the file's fault, not the command line's: name the file
+        raise CheckpointError(f"{path}: {exc}") from None
+    name = spec.directions[direction]
+    # The network the config describes is built on the meta device first, which allocates nothing, and compared
+    # with the tensors the file holds: a config that claims more than the file has is refused before any memory
+    # is spent on it. Only then is the real network built (its size is then the file's).
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build_generator(config, direction)
+    except (TypeError, ValueError) as exc:  # a combination of valid values the network refuses (channels: null)
+        raise CheckpointError(f"{path}: its config does not describe a {spec.name} generator ({exc})") from None
+    checkpoint.check_fits(path, name, skeleton)
     module = spec.build_generator(config, direction)
-    checkpoint.load_module(path, spec.directions[direction], module)
+    checkpoint.load_module(path, name, module)
     official = (ckpt.meta.get("info") or {}).get("official")
     model = ModelDescription(
         recipe=spec.name,
@@ -178,10 +296,10 @@ def _check_direction(path: Path, spec: RecipeSpec, meta: dict[str, Any], directi
 
 
 def _recipe_kind(path: Path) -> str:
-    from translate.recipes import get_recipe
+    from translate.recipes import recipe_of
     from translate.train import checkpoint
 
-    return get_recipe(checkpoint.read(path).recipe).kind
+    return recipe_of(checkpoint.read(path)).kind
 
 
 def load_translator(model: str, direction: str | None = None, device: str = "auto") -> Translator:

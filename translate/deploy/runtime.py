@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
+    from translate.deploy.onnx_tiling import OnnxTiling
+
 
 def physical_cores() -> int:
     """Physical cores this process may run on (Linux topology files; elsewhere the logical CPU count)."""
@@ -115,6 +117,7 @@ class OnnxTranslator:
     """An exported translator run by ONNX Runtime; same interface as the PyTorch one."""
 
     def __init__(self, path: Path, direction: str | None = None, device: str = "auto") -> None:
+        self.path, self.device = path, device
         self.session, where = create_session(path, device)
         self.model = read_description(self.session, path)
         if self.model.is_generator:
@@ -128,6 +131,18 @@ class OnnxTranslator:
         self.description = f"{self.model.recipe} {self.direction} ({self.model.precision}), ONNX Runtime on {where}"
         self._cuda = where.startswith("CUDA")
         self._device_id = int(where.split(":")[1]) if self._cuda else 0
+        self._tiling: OnnxTiling | None = None
+
+    def tiling(self) -> OnnxTiling:
+        """The model as a backend for tiled translation: graphs derived at first use (translate.deploy.onnx_tiling)."""
+        if self._tiling is None:
+            from translate.deploy.onnx_tiling import OnnxTiling
+
+            def session(graph: onnx.ModelProto) -> onnxruntime.InferenceSession:
+                return create_session(graph.SerializeToString(), self.device)[0]
+
+            self._tiling = OnnxTiling(self.path, session, self.session)
+        return self._tiling
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         try:

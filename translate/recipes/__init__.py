@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import functools
 
-from translate.errors import ConfigError
+from translate.errors import CheckpointError, ConfigError
 from translate.recipes import cgan, cyclegan, dcgan, generation, pix2pix, wgan_gp
 from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
+from translate.train.checkpoint import Checkpoint
 
 RECIPES: dict[str, RecipeSpec] = {
     "cyclegan": RecipeSpec(
@@ -79,6 +80,14 @@ RECIPES: dict[str, RecipeSpec] = {
         generator_inputs=generation.generator_inputs,
     ),
 }
+
+
+def recipe_of(ckpt: Checkpoint) -> RecipeSpec:
+    """The recipe a checkpoint was trained with; a name this version does not know is the file's fault."""
+    try:
+        return get_recipe(ckpt.recipe)
+    except ConfigError as exc:
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
 
 
 def get_recipe(name: str) -> RecipeSpec:

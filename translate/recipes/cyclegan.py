@@ -18,7 +18,16 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import Tensor, nn
 
-from translate.config import DataConfig, OptimConfig, TrainConfig
+from translate.config import (
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_PATCHGAN_LAYERS,
+    MAX_POOL,
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    check_size,
+)
 from translate.data.folders import UnpairedDataset, preview_images, scan_domain, unpaired_folders
 from translate.errors import ConfigError
 from translate.losses import ImagePool, discriminator_loss, generator_loss
@@ -48,8 +57,12 @@ class CycleGANConfig:
     decay_from: float = 0.5  # fraction of training after which the learning rate decays linearly to zero
 
     def __post_init__(self) -> None:
-        if self.num_blocks is not None and self.num_blocks < 0:
-            raise ConfigError(f"num_blocks must be >= 0, got {self.num_blocks}")
+        # Sizes first, and bounded: a model file's config is built before its networks (translate.config's limits).
+        check_size("generator_channels", self.generator_channels, 1, MAX_CHANNELS)
+        check_size("discriminator_channels", self.discriminator_channels, 1, MAX_CHANNELS)
+        check_size("num_blocks", self.num_blocks, 0, MAX_BLOCKS)
+        check_size("discriminator_layers", self.discriminator_layers, 1, MAX_PATCHGAN_LAYERS)
+        check_size("pool_size", self.pool_size, 0, MAX_POOL)
         if not 0 <= self.decay_from <= 1:
             raise ConfigError(f"decay_from must be in [0, 1], got {self.decay_from}")
         if self.data.image_size % 4:
@@ -62,8 +75,8 @@ class CycleGANConfig:
                 f"image_size {self.data.image_size} is too small for a {self.discriminator_layers}-layer PatchGAN "
                 f"(needs >= {smallest}); use a larger --image-size or --set discriminator_layers=N"
             )
-        if self.lambda_cycle < 0 or self.lambda_identity < 0 or self.pool_size < 0 or self.epochs < 1:
-            raise ConfigError("lambda_cycle, lambda_identity and pool_size must be >= 0 and epochs >= 1")
+        if self.lambda_cycle < 0 or self.lambda_identity < 0 or self.epochs < 1:
+            raise ConfigError("lambda_cycle and lambda_identity must be >= 0 and epochs >= 1")
 
     @property
     def resolved_num_blocks(self) -> int:

@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from translate.config import DataConfig, OptimConfig, TrainConfig
+from translate.config import MAX_CHANNELS, MAX_CLASSES, MAX_LATENT, DataConfig, OptimConfig, TrainConfig, check_size
 from translate.data.folders import ImageDataset, scan_classes, scan_domain
 from translate.description import GeneratorInput
 from translate.errors import ConfigError, DataError
@@ -49,8 +49,14 @@ class GeneratorConfig:
         size = self.data.image_size
         if size < 32 or size > 256 or size & (size - 1):
             raise ConfigError(f"image_size must be a power of two from 32 to 256, got {size}")
-        if self.latent_dim < 1 or self.epochs < 1:
-            raise ConfigError("latent_dim and epochs must be >= 1")
+        # Bounded: a model file's config is built before its generator (translate.config's limits).
+        check_size("latent_dim", self.latent_dim, 1, MAX_LATENT)
+        check_size("generator_channels", self.generator_channels, 1, MAX_CHANNELS)
+        check_size("discriminator_channels", self.discriminator_channels, 1, MAX_CHANNELS)
+        if len(self.class_names) > MAX_CLASSES:
+            raise ConfigError(f"class_names must hold at most {MAX_CLASSES} classes, got {len(self.class_names)}")
+        if self.epochs < 1:
+            raise ConfigError("epochs must be >= 1")
         object.__setattr__(self, "class_names", tuple(self.class_names))  # JSON gives a list back
 
 

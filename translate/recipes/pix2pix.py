@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import Tensor, nn
 
-from translate.config import DataConfig, OptimConfig, TrainConfig
+from translate.config import (
+    MAX_CHANNELS,
+    MAX_PATCHGAN_LAYERS,
+    MAX_UNET_DEPTH,
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    check_size,
+)
 from translate.data.paired import PairedDataset, paired_sources, preview_pairs, scan_pairs
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
@@ -52,6 +60,11 @@ class Pix2PixConfig:
     def __post_init__(self) -> None:
         if self.direction not in ("a2b", "b2a"):  # --direction arrives as a plain string, not parsed by --set
             raise ConfigError(f"direction must be a2b or b2a, got {self.direction!r}")
+        # Sizes before the powers of two below, and bounded: a model file's config is built before its networks.
+        check_size("generator_channels", self.generator_channels, 1, MAX_CHANNELS)
+        check_size("discriminator_channels", self.discriminator_channels, 1, MAX_CHANNELS)
+        check_size("depth", self.depth, MIN_DEPTH, MAX_UNET_DEPTH)
+        check_size("discriminator_layers", self.discriminator_layers, 1, MAX_PATCHGAN_LAYERS)
         if self.depth is not None and self.data.image_size % 2**self.depth:
             raise ConfigError(f"image_size {self.data.image_size} must be a multiple of 2**depth ({2**self.depth})")
         if self.resolved_depth < MIN_DEPTH:

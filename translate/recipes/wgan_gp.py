@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from translate.config import OptimConfig
+from translate.config import MAX_CRITIC, OptimConfig, check_size
 from translate.errors import ConfigError
 from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
 from translate.recipes.generation import TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
@@ -39,8 +39,9 @@ class WGANGPConfig(GeneratorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_critic < 1 or self.lambda_gp < 0 or self.clip_value <= 0:
-            raise ConfigError("n_critic must be >= 1, lambda_gp >= 0 and clip_value > 0")
+        check_size("n_critic", self.n_critic, 1, MAX_CRITIC)  # the loader delivers n_critic batches per step
+        if self.lambda_gp < 0 or self.clip_value <= 0:
+            raise ConfigError("lambda_gp must be >= 0 and clip_value > 0")
         if self.constraint == "gp" and self.critic_norm == "batch":
             raise ConfigError("the gradient penalty is per sample: use critic_norm=layer or none, not batch")
 

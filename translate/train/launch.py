@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from translate.config import apply_overrides, describe, from_dict, to_dict
 from translate.data import known
 from translate.data.folders import detect_layout
-from translate.errors import ConfigError, DataError
+from translate.errors import CheckpointError, ConfigError, DataError
 from translate.files import atomic_write
-from translate.recipes import default_recipe, get_recipe
+from translate.recipes import default_recipe, get_recipe, recipe_of
 from translate.recipes.base import RecipeSpec, TrainingData
 from translate.train import checkpoint
-from translate.train.engine import Engine, init_distributed, main_process_first, shutdown_distributed
+from translate.train.engine import (
+    Engine,
+    init_distributed,
+    launched_distributed,
+    main_process_first,
+    shutdown_distributed,
+)
+from translate.train.lock import run_lock
 from translate.train.loop import Trainer, TrainingStopped
 
 
@@ -127,7 +136,15 @@ def _train(request: TrainRequest, console: Console) -> Path:
         run_dir = _default_run_dir(request.out, request.domain_a.name, request.resume)
     else:
         raise DataError("give DATA (a folder or a known dataset name), or --name of a run to --resume")
+    # One trainer per run folder: locked before the checks below read the folder and anything is written into it,
+    # until training ends however it ends. Under DDP rank 0 alone writes, so it alone locks.
+    main = (launch := launched_distributed()) is None or launch.rank == 0
+    with run_lock(run_dir) if main else contextlib.nullcontext():
+        return _train_in(request, run_dir, console)
 
+
+def _train_in(request: TrainRequest, run_dir: Path, console: Console) -> Path:
+    """Train in `run_dir`, locked by this process (by rank 0 under DDP)."""
     ckpt = None
     if request.resume:
         path = checkpoint.latest_checkpoint(run_dir)
@@ -136,8 +153,8 @@ def _train(request: TrainRequest, console: Console) -> Path:
         ckpt = checkpoint.read(path)
         if request.preset:
             raise ConfigError("--resume continues a run with its saved config: drop --preset")
-        spec = get_recipe(ckpt.recipe)
-        saved = from_dict(spec.config_class, ckpt.meta["config"])
+        spec = recipe_of(ckpt)
+        saved = _saved_config(spec, ckpt)
         # Changes on resume (a longer run, a lower learning rate) apply from the resumed step on.
         config = apply_overrides(saved, {k: v for k, v in request.options.items() if v is not None})
         config = apply_overrides(config, request.overrides)
@@ -204,6 +221,20 @@ def _default_recipe(request: TrainRequest) -> RecipeSpec:
     if request.domain_a or request.domain_b or data is None or not data.exists():
         return default_recipe("unpaired", data)
     return default_recipe(detect_layout(data), data)
+
+
+def _saved_config(spec: RecipeSpec, ckpt: checkpoint.Checkpoint) -> Any:
+    """The config a checkpoint holds, checked like any model file's before the run's networks are built: types
+    and size bounds, then each generator built on the meta device (no memory) against the file's tensors."""
+    try:
+        config = from_dict(spec.config_class, ckpt.meta["config"], prefix="config.")
+        with torch.device("meta"):
+            skeletons = {name: spec.build_generator(config, direction) for direction, name in spec.directions.items()}
+    except (ConfigError, TypeError, ValueError) as exc:  # the file's fault, not the command line's: name the file
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+    for name, skeleton in skeletons.items():
+        checkpoint.check_fits(ckpt.path, name, skeleton)
+    return config
 
 
 def _path(value: str | None) -> Path | None:

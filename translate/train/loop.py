@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from translate.config import to_dict
 from translate.data.folders import CounterSampler, default_num_workers, to_model_range
 from translate.errors import ConfigError
+from translate.files import atomic_write
 from translate.imageio import make_grid, save_image, to_uint8
 from translate.recipes.base import Phase, Recipe, TrainingData, phase_at, phase_starts, single_phase
 from translate.train import checkpoint
@@ -246,10 +247,12 @@ class Trainer:
         shown = rate = ""
         if start_step == 0:  # noise, labels, dropout: seeded here; a resumed run has restored its saved RNG state
             self.engine.seed(cfg.seed)
+        log_path = self.run_dir / "metrics.jsonl"
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if start_step:  # steps after the checkpoint that a crash had logged are logged again from here on
+                _trim_log(log_path, start_step)
         batches = self._batches(start_step, total)
-        log_path = self.run_dir / "metrics.jsonl"
         with (
             self.engine.backend_settings(),
             self._signals(),
@@ -314,6 +317,33 @@ class Trainer:
                 "Lower the learning rate (--set lr=...) and resume from it, or restart with another --seed.",
                 interrupted=False,
             )
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Rewrite the metrics log, if need be, with only the records of steps up to `step`.
+
+    Only whole records are kept: a line that is not a newline-ended JSON object with an integer step is a write that
+    a crash cut short (or such a fragment joined with the record appended after it) and is dropped. The trainer is
+    the log's only writer, so that loses nothing a reader could use.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+    kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
+    if kept != lines:
+        atomic_write(path, "".join(kept).encode())
+
+
+def _logged_step(line: str) -> int | None:
+    if not line.endswith("\n"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _ignore_interrupts(worker_id: int) -> None:
