@@ -39,7 +39,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     else was written into it (a `--resume` of a mistyped name leaves nothing behind).
     """
     run_dir = Path(run_dir)
-    created = not run_dir.exists()
+    # The folders the lock creates, deepest first (OUT/NAME, and OUT itself when new): removed again if left empty.
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     path = run_dir / LOCK_NAME
     fd = _acquire(path, run_dir)
     try:
@@ -55,9 +56,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         _release(fd, path)
-        if created:
-            with contextlib.suppress(OSError):  # not empty: the run wrote into it
-                run_dir.rmdir()
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote into it (and so into every folder above it)
+                break
 
 
 def _acquire(path: Path, run_dir: Path) -> int:
