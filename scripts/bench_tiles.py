@@ -188,14 +188,17 @@ def apart(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
     return int(diff.max()), float(diff.mean())
 
 
-def difference(work: Path, trained: Path | None, picture: Path | None, tile: int) -> None:
+def difference(
+    work: Path, trained: Path | None, picture: Path | None, tile: int, sides: list[int], untrained: bool
+) -> None:
     networks: list[tuple[str, str, np.ndarray, int]] = [
         ("ming2kai (pix2pix U-Net-6, batch norm)", "ming2kai", glyph_page(32, 24), 0),
     ]
     mosaic = photo_mosaic(3, 3)  # 1920×1281
     if trained is not None:
         networks.append((f"{trained.name} (ResNet-9, 400 steps)", str(trained), mosaic, tile))
-    networks.append(("untrained ResNet-9", str(resnet9(work)["PyTorch"]), mosaic, tile))
+    if untrained:
+        networks.append(("untrained ResNet-9", str(resnet9(work)["PyTorch"]), mosaic, tile))
     panels: list[np.ndarray] = []
     print("| network | image | tiles | statistics | max abs diff | mean abs diff |")
     print("|---|---|---|---|---|---|")
@@ -211,7 +214,7 @@ def difference(work: Path, trained: Path | None, picture: Path | None, tile: int
         rows: list[tuple[str, tiles.Stats, tiles.TileBackend]] = []
         if exact:
             rows.append(("the whole image's", exact, backend))
-            for pixels in (256 * 256, tiles.STATS_PIXELS, 1024 * 1024):
+            for pixels in sorted({side * side for side in sides} | {tiles.STATS_PIXELS}):
                 copy = tiles.statistics_input(image, stride, minimum, pixels)
                 default = " (apply's)" if pixels == tiles.STATS_PIXELS else ""
                 rows.append((f"a {copy.shape[3]}×{copy.shape[2]} copy's{default}", backend.statistics(copy), backend))
@@ -225,7 +228,7 @@ def difference(work: Path, trained: Path | None, picture: Path | None, tile: int
                 shown.append(tiled)
             most, mean = apart(tiled, whole)
             print(f"| {name} | {w}×{h} | {count} of {side} px | {label} | {most} | {mean:.3f} |", flush=True)
-        if picture is not None:
+        if picture is not None and "untrained" not in name:  # an untrained network's noise is no picture of seams
             panels.append(corner_crops(image, whole, shown, side, backend.margin, stride))
     if picture is not None:
         save_picture(panels, picture)
@@ -278,6 +281,10 @@ def main() -> None:
     sub.choices["difference"].add_argument("--trained", type=Path, default=None, help="a trained ResNet-9 run")
     sub.choices["difference"].add_argument("--picture", type=Path, default=None)
     sub.choices["difference"].add_argument("--tile", type=int, default=tiles.DEFAULT_TILE)
+    sub.choices["difference"].add_argument(
+        "--stats-sides", default="256,512,1024", help="statistics also from copies of about these sides squared"
+    )
+    sub.choices["difference"].add_argument("--no-untrained", action="store_true", help="leave out the untrained one")
     case = sub.add_parser("case")  # one measured apply, in its own process
     for option in ("--model", "--image", "--out"):
         case.add_argument(option, type=Path, required=True)
@@ -296,7 +303,8 @@ def main() -> None:
         cases = [(backend, tile) for backend in ("ONNX Runtime", "PyTorch") for tile in (0, tiles.DEFAULT_TILE)]
         memory(args.work, sizes, cases, results)
     else:
-        difference(args.work, args.trained, args.picture, args.tile)
+        sides = [int(side) for side in args.stats_sides.split(",") if side]
+        difference(args.work, args.trained, args.picture, args.tile, sides, not args.no_untrained)
 
 
 if __name__ == "__main__":

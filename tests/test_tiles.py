@@ -118,7 +118,7 @@ def test_blend_weights_sum_to_one_and_ignore_the_margins(stride: int, margin: in
     for length in range(tile + stride, 5 * tile, 3 * stride + 1):
         length -= length % stride
         starts = tiles.tile_starts(length, tile, tiles.overlap(margin), stride)
-        weights = tiles.tile_weights(starts, tile, margin)
+        weights = tiles.tile_weights(starts, tile)
         total = np.zeros(length)
         for k, (start, weight) in enumerate(zip(starts, weights, strict=True)):
             total[start : start + tile] += weight

@@ -214,7 +214,7 @@ def apply(
         typer.Option(
             min=0,
             help="Translate images larger than N px a side in overlapping tiles of about N px, so memory does not "
-            "grow with the image (default: 768 px tiles above 4 Mpx; 0: never tile).",
+            "grow with the image (default: 640 px tiles above 4 Mpx; 0: never tile).",
         ),
     ] = None,
     ext: Annotated[str | None, typer.Option(help="Output format, e.g. png (default: the input's).")] = None,

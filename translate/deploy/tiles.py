@@ -38,9 +38,11 @@ from translate.imageio import pad_to_multiple, resize, to_float, to_uint8
 Stats = list[tuple[np.ndarray, np.ndarray]]
 
 BLEND = 32  # px of raised-cosine ramp between two tiles, inside the overlap where both tiles are exact
-DEFAULT_TILE = 768  # px: the tile side for automatic tiling (BENCHMARKS.md: peak memory against overlap overhead)
+DEFAULT_TILE = 640  # px: the tile side for automatic tiling (BENCHMARKS.md: peak memory against overlap overhead)
 AUTO_PIXELS = 4_000_000  # images with more pixels are tiled without being asked (BENCHMARKS.md)
-STATS_PIXELS = 512 * 512  # about this many pixels in the downscaled copy that the statistics come from
+# The downscaled copy the statistics come from has about this many pixels: as many as a tile, so the statistics
+# pass needs no more memory than a tile does; the more pixels, the closer to the whole image's (BENCHMARKS.md).
+STATS_PIXELS = DEFAULT_TILE * DEFAULT_TILE
 TILE_BATCH_PIXELS = DEFAULT_TILE * DEFAULT_TILE  # a batch of smaller tiles holds at most one default tile's pixels
 
 
@@ -132,7 +134,7 @@ def tile_starts(length: int, tile: int, least_overlap: int, stride: int) -> list
     return starts
 
 
-def tile_weights(starts: list[int], tile: int, margin: int) -> list[np.ndarray]:
+def tile_weights(starts: list[int], tile: int) -> list[np.ndarray]:
     """Each tile's blend weight along the axis, (tile,) float64; at every position the tiles' weights sum to 1.
 
     Between tiles k and k+1 the hand-over is a raised-cosine ramp of BLEND px centred in their overlap; outside
@@ -175,7 +177,7 @@ def tile_grid(height: int, width: int, tile: int, margin: int, stride: int) -> T
     th, tw = min(side, height), min(side, width)
     tops = tile_starts(height, th, overlap(margin), stride)
     lefts = tile_starts(width, tw, overlap(margin), stride)
-    return TileGrid(th, tw, tops, lefts, tile_weights(tops, th, margin), tile_weights(lefts, tw, margin))
+    return TileGrid(th, tw, tops, lefts, tile_weights(tops, th), tile_weights(lefts, tw))
 
 
 def translate_tiled(
