@@ -67,7 +67,7 @@ def render(data: Path) -> None:
 
 def train(data: Path, runs: Path, recipe: str) -> dict[str, object]:
     spec = RECIPES[recipe]
-    command = ["translate", "train", str(data), "--model", recipe, "--out", str(runs), "--name", recipe]
+    command = ["translate", "train", str(data), "--recipe", recipe, "--out", str(runs), "--name", recipe]
     command += [*COMMON, *spec["args"]]  # type: ignore[list-item]
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "translate", *command[1:], *LOG], check=True)

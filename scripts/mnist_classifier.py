@@ -12,6 +12,10 @@ weights go to OUT with ``safetensors.torch.save_file``; the metadata holds ``hel
 ``command``. Exits with status 1 when the held-out accuracy is below ``--min-accuracy`` (the file is written
 anyway).
 
+With ``--onnx FILE`` (or ``--onnx FILE --from CHECKPOINT`` to skip training) the classifier is also written as the
+feature network ``translate evaluate --features`` takes: float32 (N, 1, 32, 32) in [0, 1] → ``features`` (N, 128)
+and ``logits`` (N, 10), the digit names in the metadata; the shipped ``pretrained/mnist-features.onnx`` is that file.
+
 ``build_classifier()`` builds the network: ``forward(x)`` gives (N, 10) logits, ``features(x)`` the (N, 128)
 penultimate activations used for the Fréchet distance. Load a trained one with ``load_classifier(path)``.
 """
@@ -67,6 +71,47 @@ class DigitClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, (N, 10), of (N, 1, 32, 32) images in [-1, 1]."""
         return self.head(self.body(x))
+
+
+class FeatureNetwork(nn.Module):
+    """The classifier behind translate's feature-network convention: [0, 1] images in, features and logits out."""
+
+    def __init__(self, classifier: DigitClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.classifier.features(x * 2 - 1)  # the classifier was trained on x / 127.5 - 1
+        return features, self.classifier.head(features)
+
+
+def export_features(model: nn.Module, out: Path, metadata: dict[str, str]) -> None:
+    """`model` as an ONNX feature network for `translate evaluate --features` (opset 18, any batch size)."""
+    import json
+
+    import onnx
+
+    model = FeatureNetwork(model.eval().cpu()).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = (torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE),)
+    program = torch.onnx.export(
+        model, example, None, dynamo=True, input_names=["image"], output_names=["features", "logits"],
+        dynamic_shapes=({0: batch},), opset_version=18, external_data=False, optimize=True, verbose=False,
+    )  # fmt: skip
+    proto = program.model_proto
+    for item in (*proto.graph.node, *proto.graph.value_info, *proto.graph.input, *proto.graph.output):
+        del item.metadata_props[:]  # the exporter's stack traces: absolute source paths
+    del proto.metadata_props[:]
+    entries = {
+        **metadata,
+        "classes": json.dumps([str(d) for d in range(NUM_CLASSES)]),
+        "input": f"float32 (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}) gray in [0, 1]",
+        "outputs": "features (N, 128): the penultimate layer; logits (N, 10)",
+    }
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
 
 
 def build_classifier() -> nn.Module:
@@ -133,14 +178,25 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 50
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with train/<digit>/ and heldout/<digit>/")
-    parser.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    parser.add_argument("--data", type=Path, default=None, help="folder with train/<digit>/ and heldout/<digit>/")
+    parser.add_argument("--out", type=Path, default=None, help="output .safetensors file")
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (default 3e-3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and jitter (default 0)")
     parser.add_argument("--min-accuracy", type=float, default=0.97, help="exit 1 below this held-out accuracy")
+    parser.add_argument("--onnx", type=Path, default=None, help="also write the ONNX feature network here")
+    parser.add_argument("--from", dest="source", type=Path, default=None, help="export this checkpoint, no training")
     args = parser.parse_args(argv)
+    if args.source is not None:
+        if args.onnx is None:
+            parser.error("--from needs --onnx")
+        model, metadata = load_classifier(args.source)
+        export_features(model, args.onnx, metadata)
+        print(f"wrote {args.onnx}")
+        return 0
+    if args.data is None or args.out is None:
+        parser.error("training needs --data and --out")
 
     torch.set_num_threads(2)
     torch.manual_seed(args.seed)
@@ -195,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(args.out), metadata=metadata)
+    if args.onnx is not None:
+        export_features(model, args.onnx, metadata)
     elapsed = time.perf_counter() - start
     print(f"heldout accuracy: {held_accuracy:.4f} ({len(x_held)} images); {elapsed:.1f}s; saved {args.out}")
     if held_accuracy < args.min_accuracy:

@@ -37,7 +37,7 @@ MODELS: dict[str, dict[str, object]] = {
 
 def train(name: str, spec: dict[str, object], data: Path, runs: Path, seed: int) -> tuple[list[str], float]:
     command = [
-        "translate", "train", str(data), "--model", str(spec["recipe"]), "--preset", "mnist",
+        "translate", "train", str(data), "--recipe", str(spec["recipe"]), "--preset", "mnist",
         "--steps", str(spec["steps"]), "--seed", str(seed), "--out", str(runs), "--name", name,
     ]  # fmt: skip
     start = time.perf_counter()

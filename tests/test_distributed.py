@@ -135,7 +135,7 @@ def samples(ckpt: Path) -> int:
 
 def test_two_processes_train_identical_weights_and_resume_under_two_or_one(unpaired_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    args = ["train", str(unpaired_data), "--model", "cyclegan", "--out", str(out), "--name", "ddp", *TINY]
+    args = ["train", str(unpaired_data), "--recipe", "cyclegan", "--out", str(out), "--name", "ddp", *TINY]
     args += ["--batch-size", "1"]
     run_dir = out / "ddp"
 
@@ -180,7 +180,7 @@ def test_two_processes_with_batch_norm_share_parameters(tmp_path: Path) -> None:
     images = tmp_path / "images"
     make_shapes(images, 8, shape="circle")
     out = tmp_path / "runs"
-    args = ["train", str(images), "--model", "dcgan", "--out", str(out), "--name", "dcgan", *TINY]
+    args = ["train", str(images), "--recipe", "dcgan", "--out", str(out), "--name", "dcgan", *TINY]
     torchrun(tmp_path, [*args, "--batch-size", "4", "--steps", "2"])
 
     rank0, parameters = rank_weights(tmp_path, 0)

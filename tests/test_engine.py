@@ -214,7 +214,7 @@ def test_resume_in_another_precision(unpaired_data: Path, tmp_path: Path) -> Non
     out, quiet = tmp_path / "runs", Console(quiet=True)
     first = TrainRequest(
         data=str(unpaired_data),
-        model="cyclegan",
+        recipe="cyclegan",
         out=out,
         name="mixed",
         device="cpu",

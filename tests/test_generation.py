@@ -161,7 +161,7 @@ def test_labeled_data_needs_classes(tmp_path: Path, digits: Path) -> None:
 def test_cli_train_sample_interpolate(name: str, digits: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "runs"
-    result = runner.invoke(app, ["train", str(digits), "--model", name, "--steps", "2", "--out", str(out), *TINY])
+    result = runner.invoke(app, ["train", str(digits), "--recipe", name, "--steps", "2", "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
     run = out / "digits"
     assert (run / "previews" / "step_00000002.png").is_file()
@@ -184,4 +184,4 @@ def test_cli_train_sample_interpolate(name: str, digits: Path, tmp_path: Path) -
 
 def test_cli_requires_a_model_for_plain_folders(digits: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(digits), "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "--model" in result.output and "cgan" in result.output
+    assert result.exit_code == 2 and "--recipe" in result.output and "cgan" in result.output

@@ -218,9 +218,10 @@ def _cli(*args: str | Path) -> Result:
     return RUNNER.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
-def _assert_clean_failure(result: Result) -> str:
-    """Exit code 1 with exactly one `error:` line and no traceback; returns that line."""
-    assert result.exit_code == 1, result.output
+def _assert_clean_failure(result: Result, code: int = 1) -> str:
+    """Exit code `code` (1: a failed run, 2: a usage error) with exactly one `error:` line and no traceback; returns
+    that line."""
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, result.output
@@ -365,7 +366,7 @@ def test_apply_horse2zebra_downloads_once_then_works_offline(
     assert again.exit_code == 0, again.output
     assert np.array_equal(load_image(tmp_path / "again" / "p0.png"), written)
 
-    line = _assert_clean_failure(_cli("apply", photos, "--model", "horse2zebra", "--direction", "b2a"))
+    line = _assert_clean_failure(_cli("apply", photos, "--model", "horse2zebra", "--direction", "b2a"), 2)
     assert "--model zebra2horse" in line
 
     with open(pth, "ab") as handle:
@@ -395,7 +396,7 @@ def test_export_horse2zebra(
 def test_unknown_name_suggests_and_points_to_the_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRANSLATE_HOME", str(tmp_path / "home"))
-    line = _assert_clean_failure(_cli("apply", tmp_path, "--model", "horse2zebr"))
+    line = _assert_clean_failure(_cli("apply", tmp_path, "--model", "horse2zebr"), 2)
     assert "did you mean horse2zebra" in line and "translate models" in line
     assert not (tmp_path / "home").exists()
 

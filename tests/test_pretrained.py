@@ -33,6 +33,16 @@ def test_manifest_matches_the_files() -> None:
         assert props["source_sha256"] == entry["sha256"] and props["recipe"] == entry["recipe"]
 
 
+def test_shipped_feature_networks_match_the_manifest() -> None:
+    manifest = json.loads((pretrained_dir() / "manifest.json").read_text())
+    assert {entry["name"] for entry in manifest["features"]} == {"mnist"}
+    for entry in manifest["features"]:
+        path = pretrained_dir() / entry["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["name"]
+        props = {p.key: p.value for p in onnx.load(path).metadata_props}
+        assert float(props["heldout_accuracy"]) == pytest.approx(entry["heldout_accuracy"])
+
+
 @pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cgan"])
 def test_shipped_generators_load_and_are_deterministic(name: str) -> None:
     sampler = load_sampler(name, "cpu")

@@ -64,7 +64,7 @@ def test_recipe_trains_resumes_exactly_exports_and_runs(name: str, tmp_path: Pat
     spec = RECIPES[name]
     data = _data(tmp_path / "data", spec)
     runs = tmp_path / "runs"
-    _cli("train", data, "--model", name, "--out", runs, "--name", "straight", *SETTINGS)
+    _cli("train", data, "--recipe", name, "--out", runs, "--name", "straight", *SETTINGS)
     straight = runs / "straight"
     assert [p.name for p in checkpoint.list_checkpoints(straight)] == [
         "step_00000002.safetensors",

@@ -124,7 +124,7 @@ def test_the_lock_is_held_while_training_and_released_after_an_error(
 
 def test_an_error_before_training_leaves_no_lock_and_no_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "runs"), "--name", "typo", "--resume"])
-    assert result.exit_code == 1 and "no checkpoint" in result.output
+    assert result.exit_code == 2 and "no checkpoint" in result.output
     assert not (tmp_path / "runs" / "typo").exists()
 
 

@@ -78,6 +78,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
+def _load(path: Path) -> inference.Translator:
+    """The translator for a checkpoint, or an export on ONNX Runtime (test_openvino.py tiles on OpenVINO)."""
+    return load_translator(str(path), device="cpu", backend="onnxruntime" if path.suffix == ".onnx" else "auto")
+
+
 def _whole_statistics(translator: inference.Translator, image: np.ndarray) -> tiles.Stats:
     """The statistics whole-image translation normalises with: those of the image padded as run_model pads it."""
     batch = tiles.statistics_input(image, translator.stride, max(MIN_SIDE, translator.stride), None)
@@ -160,8 +165,8 @@ def test_receptive_margin_of_known_layers() -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES_TILED)
 def test_both_backends_read_the_same_margin_and_statistics(recipe: str, models: dict[str, Path]) -> None:
-    torch_backend = load_translator(str(models[recipe]), device="cpu")
-    onnx_backend = load_translator(str(models[f"{recipe}.onnx"]), device="cpu")
+    torch_backend = _load(models[recipe])
+    onnx_backend = _load(models[f"{recipe}.onnx"])
     assert torch_backend.tiling().margin == onnx_backend.tiling().margin == MARGINS[recipe]
     image = _image(96, 128)
     ours, theirs = _whole_statistics(torch_backend, image), _whole_statistics(onnx_backend, image)
@@ -173,7 +178,7 @@ def test_both_backends_read_the_same_margin_and_statistics(recipe: str, models: 
 
 @pytest.mark.parametrize("kind", ["", ".onnx"])
 def test_fixed_statistics_of_the_image_itself_reproduce_the_network(models: dict[str, Path], kind: str) -> None:
-    translator = load_translator(str(models[f"cyclegan{kind}"]), device="cpu")
+    translator = _load(models[f"cyclegan{kind}"])
     batch = to_float(_image(64, 96)[None])
     stats = translator.tiling().statistics(batch)
     np.testing.assert_allclose(translator.tiling()(batch, stats), translator(batch), atol=2e-5)
@@ -183,7 +188,7 @@ def test_fixed_statistics_of_the_image_itself_reproduce_the_network(models: dict
 
 def test_margin_bounds_what_a_pixel_changes(models: dict[str, Path]) -> None:
     """With fixed statistics the network is local: one changed input pixel changes outputs within the margin."""
-    translator = load_translator(str(models["cyclegan"]), device="cpu")
+    translator = _load(models["cyclegan"])
     backend = translator.tiling()
     batch = to_float(_image(128, 128)[None])
     stats = backend.statistics(batch)
@@ -200,7 +205,7 @@ def test_margin_bounds_what_a_pixel_changes(models: dict[str, Path]) -> None:
 @pytest.mark.parametrize("kind", ["", ".onnx"])
 @pytest.mark.parametrize("recipe", RECIPES_TILED)
 def test_tiled_with_whole_image_statistics_equals_whole_image(recipe: str, kind: str, models: dict[str, Path]) -> None:
-    translator = load_translator(str(models[f"{recipe}{kind}"]), device="cpu")
+    translator = _load(models[f"{recipe}{kind}"])
     image = _image(470, 650)  # not multiples of the stride: tiles past the edge are padded as the image is
     whole = run_model(translator, image[None])[0]
     tiled = _tiled(translator, image, 100, _whole_statistics(translator, image))  # raised to the margin's minimum
@@ -216,7 +221,7 @@ def test_without_the_margin_tiles_disagree(models: dict[str, Path], monkeypatch:
     """The agreement above rests on the margin, not on the ramp: with a short ramp, tiles still agree when their
     margins are left out and show seams when outputs their own padding reached are blended in."""
     monkeypatch.setattr(tiles, "BLEND", 4)  # the 32 px ramp would give this tiny network's edges almost no weight
-    translator = load_translator(str(models["cyclegan"]), device="cpu")
+    translator = _load(models["cyclegan"])
     image = _image(300, 400, seed=7)
     whole, stats = run_model(translator, image[None])[0], _whole_statistics(translator, image)
     assert _levels_apart(_tiled(translator, image, 150, stats), whole)[0] <= MAX_LEVELS
@@ -227,10 +232,7 @@ def test_without_the_margin_tiles_disagree(models: dict[str, Path], monkeypatch:
 @pytest.mark.parametrize("recipe", RECIPES_TILED)
 def test_onnx_tiles_match_pytorch_tiles(recipe: str, models: dict[str, Path]) -> None:
     image = _image(470, 650, seed=2)
-    outputs = [
-        _tiled(load_translator(str(models[name]), device="cpu"), image, 100, None)
-        for name in (recipe, f"{recipe}.onnx")
-    ]
+    outputs = [_tiled(_load(models[name]), image, 100, None) for name in (recipe, f"{recipe}.onnx")]
     levels, differing = _levels_apart(*outputs)
     assert levels <= MAX_LEVELS and differing <= MAX_DIFFERING, (levels, differing)
 
@@ -241,7 +243,7 @@ def test_downscaled_statistics_are_shared_so_tile_size_does_not_matter(
     """Statistics from a downscaled copy differ from the whole image's, but every tile uses the same ones: any
     tiling (and batching of tiles) gives the same picture, so there are no seams."""
     monkeypatch.setattr(tiles, "STATS_PIXELS", 64 * 64)  # the 300×400 image is then downscaled for them
-    translator = load_translator(str(models["cyclegan"]), device="cpu")
+    translator = _load(models["cyclegan"])
     image = _image(300, 400, seed=3)
     small = _tiled(translator, image, 150, None)
     monkeypatch.setattr(tiles, "TILE_BATCH_PIXELS", 1)  # one tile per forward pass
@@ -259,7 +261,7 @@ def test_large_images_are_tiled_without_being_asked(
     calls = []
     original = tiles.translate_tiled
     monkeypatch.setattr(tiles, "translate_tiled", lambda *a, **k: calls.append(k["tile"]) or original(*a, **k))
-    translator = load_translator(str(models["cyclegan"]), device="cpu")
+    translator = _load(models["cyclegan"])
     image = _image(210, 260, seed=4)
     Image.fromarray(image).save(tmp_path / "big.png")
     Image.fromarray(image[:100, :100]).save(tmp_path / "small.png")
@@ -283,7 +285,10 @@ def test_apply_tile_through_the_cli_for_checkpoints_and_onnx(
     outputs = {}
     for kind, tile in (("", "0"), ("", "120"), (".onnx", "120")):
         out = tmp_path / f"out{kind}_{tile}.png"
-        result = _cli("apply", tmp_path / "photo.png", "-m", models[f"{recipe}{kind}"], "--tile", tile, "--out", out)
+        backend = ["--backend", "onnxruntime"] if kind else []
+        result = _cli(
+            "apply", tmp_path / "photo.png", "-m", models[f"{recipe}{kind}"], "--tile", tile, "--out", out, *backend
+        )
         assert result.exit_code == 0, result.output
         outputs[kind, tile] = np.asarray(Image.open(out))
         assert outputs[kind, tile].shape == image.shape
@@ -299,8 +304,45 @@ def test_tiled_onnx_apply_runs_without_torch(models: dict[str, Path], tmp_path: 
         "import sys; sys.modules['torch'] = None\n"
         "from translate.cli import app\n"
         f"app(['apply', {str(tmp_path / 'photo.png')!r}, '-m', {str(models['cyclegan.onnx'])!r}, '--tile', '150',"
-        f" '--out', {str(tmp_path / 'out.png')!r}])\n"
+        f" '--out', {str(tmp_path / 'out.png')!r}, '--backend', 'onnxruntime'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (200, 300, 3)
+
+
+class _Identity:
+    """A numpy backend (no statistics, a 4 px margin): what tiling itself allocates, without a network's memory."""
+
+    margin = 4
+
+    def statistics(self, image: np.ndarray) -> tiles.Stats:
+        return []
+
+    def __call__(self, batch: np.ndarray, stats: tiles.Stats) -> np.ndarray:
+        return batch
+
+
+def _peak_beyond_output(side: int) -> int:
+    """Bytes tiled translation of a side × side RGB image holds at its peak, beyond the uint8 output itself."""
+    import tracemalloc
+
+    image = _image(side, side)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        out = tiles.translate_tiled(_Identity(), image, stride=4, tile=128, minimum=16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(out, image)  # the identity, tiled, is the identity: tiles cover the image exactly once
+    return peak - out.nbytes
+
+
+def test_tiled_memory_beyond_the_output_does_not_grow_with_the_area() -> None:
+    small, large = _peak_beyond_output(1024), _peak_beyond_output(2048)  # 4× the pixels
+    # What remains is one tile batch, the statistics copy (bounded by STATS_PIXELS) and a band one tile row high,
+    # which grows with the width alone: at most 2× here, against 4× for anything proportional to the area.
+    assert large < 2 * small, (small, large)
+    # Whole-image translation holds float32 copies of input and output (and the network's maps): tiles, less than one.
+    assert large < 2048 * 2048 * 3 * 4

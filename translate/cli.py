@@ -6,8 +6,9 @@ Heavy imports (torch) happen inside the commands, so `translate --help` and the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,22 +24,64 @@ app = typer.Typer(
     "generators.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    # Plain help and usage errors: flags are listed as flags (rich's tables give every option a value type, even
+    # `--help <bool>`), and a usage error is one `Error:` line after the usage, like the command's own errors.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # the terminal's width, up to 120 columns
+    add_completion=True,  # translate --install-completion (bash, zsh, fish, PowerShell)
 )
 err = Console(stderr=True)
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
 
+# Options with a fixed set of values, so --help lists them and a typo is a usage error before anything runs.
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Direction(str, Enum):
+    a2b = "a2b"
+    b2a = "b2a"
+
+
+class Walk(str, Enum):
+    slerp = "slerp"
+    lerp = "lerp"
+
+
+class Backend(str, Enum):
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    openvino = "openvino"
+
+
+BACKEND_HELP = (
+    "What runs an exported model: onnxruntime, openvino, or auto (OpenVINO on x86 CPUs when it is installed, else "
+    "ONNX Runtime). An OpenVINO .xml always runs on OpenVINO; checkpoints run on PyTorch."
+)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Known errors become one readable line on stderr and an exit code, never a traceback."""
+    from rich.markup import escape
+
     from translate.errors import TranslateError
 
     try:
         yield
     except TranslateError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Messages may hold brackets (paths, `pip install "pkg[extra]"`) that are not markup.
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except (FileNotFoundError, PermissionError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -55,6 +98,22 @@ def _errors() -> Iterator[None]:
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_FAILED) from None
+
+
+@contextmanager
+def _spinner(console: Console) -> Iterator[Callable[[str], None]]:
+    """A function that shows the stage under way beside a spinner (on a terminal). The spinner starts at the first
+    stage, so whatever runs before it (a download's own progress bar) has the screen to itself."""
+    with ExitStack() as stack:
+        shown = []
+
+        def update(stage: str) -> None:
+            if shown:
+                shown[0].update(stage)
+            else:
+                shown.append(stack.enter_context(console.status(stage)))
+
+        yield update
 
 
 def _version(value: bool) -> None:
@@ -77,14 +136,31 @@ def train(
     data: Annotated[
         str | None,
         typer.Argument(
-            help="A folder (trainA/ and trainB/ for cyclegan; A|B pairs or A/ and B/ for pix2pix) or a known "
-            "dataset name, e.g. horse2zebra."
+            metavar="DATA",
+            help="A folder (trainA/ and trainB/ for cyclegan; A|B pairs or A/ and B/ for pix2pix; images, or one "
+            "sub-folder per class, for the generators) or a known dataset name, e.g. horse2zebra.",
+            show_default=False,
         ),
     ] = None,
-    model: Annotated[
+    recipe: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="cyclegan (trainA/trainB data), pix2pix (paired data), dcgan, wgan-gp, cgan."
+            "--recipe",
+            "-r",
+            help="The training method: cyclegan (trainA/trainB data), pix2pix (paired data), dcgan, wgan-gp, cgan "
+            "(default: --config's, --init's, else the one for DATA's layout; `translate config` lists them).",
+        ),
+    ] = None,
+    recipe_alias: Annotated[str | None, typer.Option("--model", "-m", hidden=True)] = None,  # its former name
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="A YAML or TOML file of config keys, as `translate config RECIPE` writes."),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Start from these weights (run folder, checkpoint, shipped or official name), with fresh optimisers.",
         ),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
@@ -101,8 +177,8 @@ def train(
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[
-        str, typer.Option(help="fp32, bf16 or fp16 autocast; auto: bf16 where the device has it natively.")
-    ] = "auto",
+        Precision, typer.Option(help="Autocast precision; auto: bf16 where the device has it natively, else fp32.")
+    ] = Precision.auto,
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the networks (slower start, faster steps on GPUs).")
     ] = False,
@@ -119,42 +195,51 @@ def train(
         str | None,
         typer.Option(
             help="Named settings: cyclegan quick|128px|paper; pix2pix quick|paper; dcgan, cgan paper|mnist; "
-            "wgan-gp paper|mnist|clip."
+            "wgan-gp paper|mnist|clip; every recipe tiny."
         ),
     ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
     direction: Annotated[
-        str | None, typer.Option(help="pix2pix: a2b (A is the input; default) or b2a (B is the input).")
+        Direction | None, typer.Option(help="pix2pix: a2b (A is the input; default) or b2a (B is the input).")
     ] = None,
     domain_a: Annotated[Path | None, typer.Option(help="Folder of domain A images (instead of DATA).")] = None,
     domain_b: Annotated[Path | None, typer.Option(help="Folder of domain B images (instead of DATA).")] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any config field: --set lambda_cycle=5 (repeatable)."),
+        typer.Option("--set", metavar="KEY=VALUE", help="Any config field: --set lambda_cycle=5 (repeatable)."),
     ] = None,
 ) -> None:
-    """Train a generator on a folder of images or a known dataset."""
+    """Train a generator on a folder of images or a known dataset.
+
+    Settings, later ones winning: the recipe's defaults < --preset < options (--steps, --image-size, ...) <
+    --config < --set.
+    """
     with _errors():
+        from translate.errors import ConfigError
         from translate.train.launch import TrainRequest
         from translate.train.launch import train as run_training
         from translate.train.loop import TrainingStopped
 
+        if recipe_alias is not None:
+            if recipe is not None and recipe != recipe_alias:
+                raise ConfigError(f"--recipe {recipe} and --model {recipe_alias} disagree: --model is --recipe")
+            err.print("note: train's --model is now --recipe (--model names trained weights elsewhere)")
         options = {
             "train.steps": steps,
             "data.image_size": image_size,
             "train.batch_size": batch_size,
             "train.seed": seed,
             "data.flip": flip,
-            "direction": direction,
+            "direction": direction.value if direction else None,
         }
         request = TrainRequest(
             data=data,
-            model=model,
+            recipe=recipe or recipe_alias,
             out=out,
             name=name,
             resume=resume,
             device=device,
-            precision=precision,
+            precision=precision.value,
             compile=compile_,
             channels_last=channels_last,
             grad_checkpointing=grad_checkpointing,
@@ -163,6 +248,8 @@ def train(
             overrides=set_ or [],
             domain_a=domain_a,
             domain_b=domain_b,
+            config_file=config_file,
+            init=init,
         )
         try:
             run_training(request, console=err)
@@ -173,6 +260,18 @@ def train(
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED if exc.interrupted else EXIT_FAILED) from None
+
+
+@app.command("config")
+def show_config(
+    recipe: Annotated[str, typer.Argument(metavar="RECIPE", help="cyclegan, pix2pix, dcgan, wgan-gp or cgan.")],
+    preset: Annotated[str | None, typer.Option(help="Start from this preset's values (see train --preset).")] = None,
+) -> None:
+    """Print every config field of RECIPE with its default and meaning, as YAML that train --config reads back."""
+    with _errors():
+        from translate.train.launch import config_text
+
+        typer.echo(config_text(recipe, preset), nl=False)
 
 
 @app.command()
@@ -191,7 +290,7 @@ def apply(
         typer.Option(help="Output folder, or file for one image (default: INPUT_<direction> beside INPUT)."),
     ] = None,
     direction: Annotated[
-        str | None, typer.Option(help="a2b or b2a for two-way models (default a2b; an .onnx file holds one).")
+        Direction | None, typer.Option(help="Two-way models: which generator (default a2b; an .onnx file holds one).")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (not for .onnx).")] = "auto",
@@ -219,6 +318,7 @@ def apply(
     ] = None,
     ext: Annotated[str | None, typer.Option(help="Output format, e.g. png (default: the input's).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")] = False,
+    backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = Backend.auto,
 ) -> None:
     """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
     with _errors():
@@ -233,7 +333,7 @@ def apply(
                 f"--size {size} makes every image at least {size}×{size} px, more than --max-pixels {limit}; "
                 "lower --size or raise --max-pixels (0: no limit)"
             )
-        translator = load_translator(model, direction, device)
+        translator = load_translator(model, direction.value if direction else None, device, backend.value)
         target = out if out is not None else default_output(input_path, translator.direction)
         planned = plan(input_path, target, ext=ext, overwrite=overwrite)
         jobs = planned.jobs
@@ -275,13 +375,14 @@ def sample(
     latents: Annotated[Path | None, typer.Option(help="Reuse latents saved with --save-latents (.npy).")] = None,
     save_latents: Annotated[Path | None, typer.Option(help="Save the latents used to this .npy file.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = Backend.auto,
 ) -> None:
     """Draw samples from an image generator (default: the shipped mnist-dcgan)."""
     with _errors():
         from translate.deploy.models import load_sampler
         from translate.deploy.sampling import run_sample
 
-        sampler = load_sampler(model, device)
+        sampler = load_sampler(model, device, backend.value)
         paths = run_sample(
             sampler,
             n=n,
@@ -303,7 +404,7 @@ def interpolate(
     ] = None,
     points: Annotated[int, typer.Option(min=2, help="Random latents to walk through (then back to the first).")] = 4,
     steps: Annotated[int, typer.Option(min=1, help="Frames between two points.")] = 16,
-    method: Annotated[str, typer.Option(help="slerp (keeps Gaussian norms) or lerp.")] = "slerp",
+    method: Annotated[Walk, typer.Option(help="slerp (keeps Gaussian norms) or lerp.")] = Walk.slerp,
     out: Annotated[Path, typer.Option(help="FILE.gif (looping animation) or FILE.png (one row per leg).")] = Path(
         "interpolation.gif"
     ),
@@ -315,19 +416,20 @@ def interpolate(
         str | None, typer.Option(help="Latent arithmetic on saved latents: a.npy-b.npy+c.npy.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = Backend.auto,
 ) -> None:
     """Walk through latent space (or between classes) and save an animation or a strip."""
     with _errors():
         from translate.deploy.models import load_sampler
         from translate.deploy.sampling import run_interpolate
 
-        sampler = load_sampler(model, device)
+        sampler = load_sampler(model, device, backend.value)
         run_interpolate(
             sampler,
             out=out,
             points=points,
             steps=steps,
-            method=method,
+            method=method.value,
             seed=seed,
             latents_file=latents,
             labels=labels,
@@ -340,46 +442,152 @@ def interpolate(
 @app.command()
 def export(
     model: Annotated[
-        str, typer.Argument(help="A run folder, a .safetensors checkpoint or a model name (`translate models`).")
+        str,
+        typer.Argument(
+            metavar="MODEL", help="A run folder, a .safetensors checkpoint or a model name (`translate models`)."
+        ),
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="The .onnx file to write (default: NAME[_DIRECTION][_PRECISION].onnx in this folder)."),
+        typer.Option(
+            help="The .onnx (or, with --format openvino, .xml) file to write (default: NAME[_DIRECTION][_PRECISION] "
+            "with that suffix in this folder)."
+        ),
     ] = None,
     direction: Annotated[
-        str | None, typer.Option(help="Translators: a2b or b2a, the generator to export (default a2b).")
+        Direction | None, typer.Option(help="Translators: the generator to export (default a2b).")
     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset; the file records the one really written.")] = 18,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights and compute (GPUs).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Static int8 quantisation (CPUs with VNNI).")] = False,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="--format openvino: bf16 compute (CPUs with AVX512-BF16 or AMX).")
+    ] = False,
+    file_format: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="onnx, or openvino: OpenVINO IR (.xml + .bin) for the OpenVINO backend."),
+    ] = ExportFormat.onnx,
     calibrate: Annotated[
         Path | None, typer.Option(help="--int8 translators: a folder of typical input images for calibration.")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Export a generator to ONNX (with its metadata inside) after checking it against PyTorch."""
+    """Export a generator to ONNX or OpenVINO IR (with its metadata inside) after checking it against PyTorch."""
     with _errors():
         from translate.deploy.export import export as run_export
         from translate.errors import ConfigError
 
-        if fp16 and int8:
-            raise ConfigError("--fp16 and --int8 exclude each other; choose one")
-        precision = "fp16" if fp16 else "int8" if int8 else "fp32"
-        result = run_export(
-            model,
-            out,
-            direction=direction,
-            opset=opset,
-            precision=precision,
-            calibrate=calibrate,
-            overwrite=overwrite,
-            log=lambda line: err.print(line, highlight=False, soft_wrap=True),
-        )
+        chosen = [name for name, wanted in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if wanted]
+        if len(chosen) > 1:
+            raise ConfigError(f"--{' and --'.join(chosen)} exclude each other; choose one")
+        precision = chosen[0] if chosen else "fp32"
+        with _spinner(err) as status:
+            result = run_export(
+                model,
+                out,
+                direction=direction.value if direction else None,
+                opset=opset,
+                precision=precision,
+                calibrate=calibrate,
+                overwrite=overwrite,
+                log=lambda line: err.print(line, highlight=False, soft_wrap=True),
+                status=status,
+                file_format=file_format.value,
+            )
         err.print(
             f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB)",
             highlight=False,
             soft_wrap=True,
         )
+
+
+@app.command()
+def evaluate(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Shipped name, run folder, checkpoint or .onnx export.")
+    ],
+    real: Annotated[Path, typer.Option(help="Real images to compare with (held out from training).")],
+    input: Annotated[
+        Path | None, typer.Option("--input", help="Translators: the images to translate (source domain).")
+    ] = None,
+    direction: Annotated[str | None, typer.Option(help="Translators: a2b or b2a (default a2b).")] = None,
+    n: Annotated[int, typer.Option("--n", min=2, help="Samples to draw; at most this many real images.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and of every random subset.")] = 0,
+    features: Annotated[
+        str, typer.Option(help="Feature network: inception (FID's, downloaded once), mnist (shipped) or FILE.onnx.")
+    ] = "inception",
+    memorization: Annotated[
+        Path | None, typer.Option(help="Generators: the training images; report how near samples come to them.")
+    ] = None,
+    picture: Annotated[
+        Path, typer.Option(help="With --memorization: samples beside their nearest training images.")
+    ] = Path("nearest.png"),
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Measure a model: FID, KID, precision/recall (and per class, paired and memorisation figures)."""
+    with _errors():
+        import json
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from translate.deploy.evaluate import EvaluateRequest, report_lines, run_evaluate
+        from translate.files import atomic_write
+
+        request = EvaluateRequest(
+            model, real, input, direction, n, seed, features, memorization, picture if memorization else None, device
+        )
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def advance(what: str, done: int, total: int) -> None:
+                if what not in tasks:
+                    tasks[what] = bar.add_task(f"features of {what} images", total=total)
+                bar.update(tasks[what], completed=done)
+
+            report = run_evaluate(request, advance)
+        table = Table("figure", "value", title="evaluation", title_justify="left")
+        for name, value in report_lines(report):
+            table.add_row(name, value)
+        Console().print(table)
+        if json_file is not None:
+            atomic_write(json_file, (json.dumps(report, indent=2) + "\n").encode())
+            err.print(f"wrote {json_file}", highlight=False)
+
+
+@app.command()
+def probe(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="A run folder or checkpoint that holds a discriminator.")
+    ],
+    data: Annotated[Path, typer.Option(help="Labelled images: one sub-folder per class.")],
+    heldout: Annotated[
+        Path | None, typer.Option(help="Score on these (same class folders); default: 20% of each class of DATA.")
+    ] = None,
+    network: Annotated[str | None, typer.Option(help="Which discriminator (default: D, or D_B).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+) -> None:
+    """Linear probe of a discriminator's features: held-out accuracy, trained against untrained (DCGAN §5.1)."""
+    with _errors():
+        import json
+
+        from translate.deploy.probe import ProbeRequest, run_probe
+        from translate.files import atomic_write
+
+        with err.status("fitting linear probes on the discriminator's features (trained and untrained)"):
+            report = run_probe(ProbeRequest(model, data, heldout, network, seed))
+        table = Table("figure", "value", title=f"linear probe of {report['network']}", title_justify="left")
+        table.add_row("classes", f"{len(report['classes'])}: {', '.join(report['classes'])}")
+        table.add_row("images", f"{report['train_images']} to fit, {report['test_images']} held out")
+        table.add_row("features", f"{report['features']} (every convolution, max-pooled to 4×4)")
+        table.add_row("held-out accuracy", f"{report['trained_accuracy']:.2%}")
+        table.add_row("  same network untrained", f"{report['untrained_accuracy']:.2%}")
+        table.add_row("  chance (largest class)", f"{report['chance']:.2%}")
+        Console().print(table)
+        if json_file is not None:
+            atomic_write(json_file, (json.dumps(report, indent=2) + "\n").encode())
 
 
 @app.command("datasets")

@@ -1,17 +1,27 @@
-"""Typed, frozen configuration shared by every recipe, and `--set key=value` overrides.
+"""Typed, frozen configuration shared by every recipe, `--set key=value` overrides and config files.
 
 A recipe's Config is a frozen dataclass composed of the shared parts below plus its own model fields. The whole
 config is saved (as JSON) inside every checkpoint, so a run can always be rebuilt from its checkpoint alone.
+A config file (`--config`, YAML or TOML) holds the same keys as `--set`; `to_yaml` writes every field of a config
+with its meaning, in a form `read_config_file` reads back.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
+import io
+import json
 import math
+import sys
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from translate.errors import ConfigError
@@ -66,9 +76,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 2e-4  # Adam, as in DCGAN/CycleGAN/pix2pix
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr: float = 2e-4  # Adam's learning rate, as in DCGAN/CycleGAN/pix2pix
+    beta1: float = 0.5  # Adam's first-moment decay (DCGAN's 0.5 rather than Adam's 0.9)
+    beta2: float = 0.999  # Adam's second-moment decay
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -80,12 +90,15 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 0  # optimisation steps; 0: the recipe's default for the dataset size
-    batch_size: int = 1  # CycleGAN/pix2pix: 1
-    seed: int = 0
+    batch_size: int = 1  # images per step and process (CycleGAN/pix2pix: 1)
+    seed: int = 0  # initial weights, data order, jitter and noise
     log_every: int = 50  # metrics.jsonl line, progress-bar losses and the non-finite check
     preview_every: int = 500  # preview grid from fixed held-out inputs
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 2000  # steps between checkpoints (the last step always saves one)
     keep_checkpoints: int = 3  # older periodic checkpoints are pruned; 0 keeps them all
+    tensorboard: bool | None = None  # TensorBoard events in the run folder; None: when tensorboard is installed
+    ema_half_life: int = 0  # images; > 0 keeps a moving average of the generators (Karras et al.), used to deploy
+    ema_rampup: float = 0.05  # the EMA half-life is at most this times the images seen (StyleGAN2-ADA); 0: none
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "log_every", "preview_every", "checkpoint_every"):
@@ -93,6 +106,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.keep_checkpoints < 0:
             raise ConfigError("steps and keep_checkpoints must be >= 0")
+        if self.ema_half_life < 0 or not 0 <= self.ema_rampup <= 1:
+            raise ConfigError("ema_half_life must be >= 0 (0: no EMA) and ema_rampup in [0, 1]")
         check_size("batch_size", self.batch_size, 1, MAX_BATCH)
 
 
@@ -239,10 +254,6 @@ def apply_overrides(config: C, overrides: dict[str, Any] | list[str]) -> C:
     A key is a dotted path (`optim.lr`) or a bare field name when that name is unique (`lr`).
     """
     paths = _leaf_paths(type(config))
-    by_leaf: dict[str, list[str]] = {}
-    for path in paths:
-        by_leaf.setdefault(path.rsplit(".", 1)[-1], []).append(path)
-
     items: list[tuple[str, Any, bool]] = []
     if isinstance(overrides, dict):
         items = [(k, v, False) for k, v in overrides.items()]
@@ -254,23 +265,30 @@ def apply_overrides(config: C, overrides: dict[str, Any] | list[str]) -> C:
             items.append((key.strip(), value.strip(), True))
 
     for key, value, is_text in items:
-        if key in paths:
-            path = key
-        elif len(by_leaf.get(key, [])) == 1:
-            path = by_leaf[key][0]
-        elif key in by_leaf:
-            raise ConfigError(f"{key!r} is ambiguous: use one of {', '.join(by_leaf[key])}")
-        else:
-            hints = difflib.get_close_matches(key, list(dict.fromkeys([*paths, *by_leaf])), n=3)
-            hints = list(
-                dict.fromkeys(h.rsplit(".", 1)[-1] if len(by_leaf[h.rsplit(".", 1)[-1]]) == 1 else h for h in hints)
-            )
-            suggestion = f" (did you mean {', '.join(hints)}?)" if hints else ""
-            raise ConfigError(f"unknown config key {key!r}{suggestion}")
+        path = resolve_key(type(config), key)
         if is_text:
             value = _parse_value(value, paths[path], path)
         config = _replace_path(config, path.split("."), value)
     return config
+
+
+def resolve_key(cls: type, key: str) -> str:
+    """The dotted path `key` names in config class `cls`: itself, or the one path ending in that field name; an
+    unknown or ambiguous key fails with the close matches."""
+    paths = _leaf_paths(cls)
+    by_leaf: dict[str, list[str]] = {}
+    for path in paths:
+        by_leaf.setdefault(path.rsplit(".", 1)[-1], []).append(path)
+    if key in paths:
+        return key
+    if len(by_leaf.get(key, [])) == 1:
+        return by_leaf[key][0]
+    if key in by_leaf:
+        raise ConfigError(f"{key!r} is ambiguous: use one of {', '.join(by_leaf[key])}")
+    hints = difflib.get_close_matches(key, list(dict.fromkeys([*paths, *by_leaf])), n=3)
+    hints = list(dict.fromkeys(h.rsplit(".", 1)[-1] if len(by_leaf[h.rsplit(".", 1)[-1]]) == 1 else h for h in hints))
+    suggestion = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    raise ConfigError(f"unknown config key {key!r}{suggestion}")
 
 
 def _replace_path(config: Any, parts: list[str], value: Any) -> Any:
@@ -289,3 +307,193 @@ def describe(config: Any) -> list[tuple[str, Any]]:
             value = getattr(value, part)
         flat.append((path, value))
     return flat
+
+
+# ----------------------------------------------------------------------------------------- config files
+
+
+def read_config_file(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """(the recipe it names, if any; its values by key) from a YAML or TOML file (`.toml`: TOML; else YAML, which
+    also reads JSON). Sections nest (`optim: {lr: ...}` is the key `optim.lr`), and keys are those of `--set`."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = _parse_toml(raw) if path.suffix.lower() == ".toml" else _parse_yaml(raw)
+    except ValueError as exc:  # both parsers' errors derive from ValueError here (see below)
+        kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
+        raise ConfigError(f"{path}: not valid {kind} ({' '.join(str(exc).split())})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected keys and values (a mapping), got {short_repr(data)}")
+    recipe = data.pop("recipe", None)
+    if recipe is not None and not isinstance(recipe, str):
+        raise ConfigError(f"{path}: recipe must be a recipe name, got {short_repr(recipe)}")
+    return recipe, _flatten(data)
+
+
+def _parse_yaml(raw: bytes) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_toml(raw: bytes) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the same parser, before it joined the standard library
+        import tomli as tomllib
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc}") from None
+
+
+def _flatten(data: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def apply_file(config: C, values: dict[str, Any], source: object) -> C:
+    """`config` with a config file's values (from `read_config_file`), checked as `--set` checks them: strings
+    are parsed by the field's annotation (the same parser, so `none`, `yes` and `2e-4` mean what they mean there),
+    other values must already be of the field's type. The whole file is applied at once, so the order of its keys
+    does not matter; every message starts with `source` (the file name) and names the key."""
+    cls = type(config)
+    paths = _leaf_paths(cls)
+    data = to_dict(config)
+    try:
+        for key, value in values.items():
+            if value is None and any(p.startswith(f"{key}.") for p in paths):
+                continue  # a section whose entries are all commented out (`data:` with nothing under it)
+            path = resolve_key(cls, key)
+            hint = paths[path]
+            typed = _parse_value(value, hint, path) if isinstance(value, str) else _typed(value, hint, path)
+            *parents, leaf = path.split(".")
+            target = data
+            for part in parents:
+                target = target[part]
+            target[leaf] = typed
+        return from_dict(cls, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def field_notes(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted path -> the comment written beside the field in its dataclass's source (its meaning), for every leaf.
+
+    The comments are where each default is set and explained, so listings read them rather than repeat them; a
+    field without one (or code without its source) gets an empty note.
+    """
+    notes: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's own comment wins over its base's
+        if dataclasses.is_dataclass(klass):
+            notes.update(_source_comments(klass))
+    out: dict[str, str] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            out.update(field_notes(hint, f"{prefix}{name}."))  # type: ignore[arg-type]
+        else:
+            out[f"{prefix}{name}"] = notes.get(name, "")
+    return out
+
+
+def _source_comments(cls: type) -> dict[str, str]:
+    """Field name -> the comment on its line(s) in the class body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    comments = {
+        token.start[0]: token.string.lstrip("#").strip()
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
+    found = {}
+    for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+            found[node.target.id] = next((comments[line] for line in lines if line in comments), "")
+    return found
+
+
+def to_yaml(
+    config: Any, header: list[str], leading: list[tuple[str, Any, str]] | None = None, defaults: Any = None
+) -> str:
+    """Every field of `config` as YAML, after `header` lines (as comments) and `leading` (key, value, note) entries;
+    each field's note is a comment beside it. Fields equal to `defaults`' are written commented out: such a file
+    sets only what differs from the defaults, so it does not override options (--steps) with default values, and
+    uncommenting a line sets it. `read_config_file` and `apply_file` read it back to the same config."""
+    notes = field_notes(type(config))
+    hints = _leaf_paths(type(config))
+    lines = [f"# {line}" if line else "#" for line in header]
+
+    def entry(indent: str, key: str, value: Any, note: str, live: bool = True) -> None:
+        text = f"{indent}{'' if live else '# '}{key}: {_yaml_scalar(value)}"
+        lines.append(f"{text:<42}  # {note}" if note else text)
+
+    for key, value, note in leading or []:
+        entry("", key, value, note)
+
+    def walk(node: Any, default: Any, prefix: str, indent: str) -> None:
+        for item in dataclasses.fields(node):
+            value, path = getattr(node, item.name), f"{prefix}{item.name}"
+            usual = getattr(default, item.name) if default is not None else None
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{indent}{item.name}:")
+                walk(value, usual, f"{path}.", indent + "  ")
+                continue
+            note = notes.get(path, "")
+            if typing.get_origin(hints[path]) is typing.Literal or _literal_arms(hints[path]):
+                choices = ", ".join(map(str, _literal_arms(hints[path]) or typing.get_args(hints[path])))
+                note = f"{note}; one of {choices}" if note else f"one of {choices}"
+            entry(indent, item.name, value, note, live=default is None or value != usual)
+
+    walk(config, defaults, "", "")
+    return "\n".join(lines) + "\n"
+
+
+def _literal_arms(hint: Any) -> tuple[Any, ...]:
+    """The choices of an optional Literal (`Literal["a", "b"] | None`), else ()."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if typing.get_origin(arg) is typing.Literal:
+                return typing.get_args(arg)
+    return ()
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A value as YAML that reads back as itself (floats keep a decimal point, which YAML 1.1 needs to see one)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return f"{mantissa}.0{e}{exponent}" if e and "." not in mantissa else text
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_yaml_scalar(item) for item in value) + "]"
+    if isinstance(value, str):
+        plain = value[:1].isalpha() and all(c.isalnum() or c in "_-." for c in value)
+        if plain and value.lower() not in _YAML_WORDS:
+            return value
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML string
+    return str(value)
+
+
+# Words YAML 1.1 (PyYAML) reads as booleans or null rather than as strings.
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null", "none", "~"})

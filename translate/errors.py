@@ -11,23 +11,42 @@ from pathlib import Path
 
 
 class TranslateError(Exception):
-    """A problem with the user's input or environment; the message names the file or option and the fix."""
+    """A problem with the user's input or environment; the message names the file or option and the fix.
+
+    Its exit code is 1, a run that failed (unreadable data, a damaged file, a failed check), unless the class is a
+    `UsageError`.
+    """
 
     exit_code = 1
 
 
-class ConfigError(TranslateError, ValueError):
+class UsageError(TranslateError, ValueError):
+    """The command line asks for what cannot be: a path that does not exist, an unknown name or value, options
+    that exclude each other, a model of the wrong kind for the command. Exit code 2, as for the command line's own
+    usage errors, since the fix is to change the command."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
     """A configuration value or key that cannot be used; the message says which and how to fix it."""
 
-    exit_code = 2  # a usage error, like a bad command-line option
 
-
-class DeviceError(TranslateError, RuntimeError):
+class DeviceError(UsageError, RuntimeError):
     """The requested device cannot be used here."""
+
+
+class BackendError(DeviceError):
+    """The requested inference backend is not installed here, or cannot run the model or device asked for."""
 
 
 class DataError(TranslateError, ValueError):
     """Unusable training data; the message names the folder and the fix."""
+
+
+class DataArgumentError(UsageError, DataError):
+    """DATA, --domain-a or --domain-b is missing or names no folder: a usage error, unlike data that is there but
+    cannot be trained on."""
 
 
 class DatasetError(TranslateError):
@@ -52,8 +71,9 @@ class CheckpointError(TranslateError, RuntimeError):
     """A checkpoint that cannot be read or does not fit; the message names the file."""
 
 
-class ModelError(TranslateError, ValueError):
-    """A model that cannot be found or used; the message names it and the fix."""
+class ModelError(UsageError):
+    """A model that cannot be found or used as asked (another kind, a direction it lacks); the message names it
+    and the fix."""
 
 
 class OnnxModelError(TranslateError):
@@ -64,11 +84,11 @@ class ExportError(TranslateError):
     """An export that cannot be made or that failed its parity check."""
 
 
-class ApplyError(TranslateError, ValueError):
+class ApplyError(UsageError):
     """Unusable input or output location; the message names the path and the fix."""
 
 
-class SamplingError(TranslateError, ValueError):
+class SamplingError(UsageError):
     """Bad sampling request; the message says what to change."""
 
 

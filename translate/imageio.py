@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from translate.errors import ImageDecodeError, ImageTooLargeError
 from translate.files import atomic_writer
@@ -33,6 +33,7 @@ __all__ = [
     "ImageWalk",
     "find_images",
     "image_size",
+    "label_rows",
     "load_image",
     "make_grid",
     "over_pixel_limit",
@@ -433,6 +434,22 @@ def make_grid(images: np.ndarray, ncols: int | None = None, padding: int = 2, pa
         left = padding + col * (w + padding)
         grid[top : top + h, left : left + w] = tile
     return grid
+
+
+def label_rows(grid: np.ndarray, labels: list[str], row_height: int, padding: int = 2) -> np.ndarray:
+    """`grid` (from `make_grid`, rows of `row_height` px with `padding`) with a white margin on the left that names
+    each row, in black text centred on its row."""
+    size = max(10, min(24, row_height // 3))  # legible at 32 px rows without dwarfing 256 px ones
+    font = ImageFont.load_default(size=size)
+    boxes = [font.getbbox(label) for label in labels]  # (left, top, right, bottom) of each label's ink
+    width = max(int(box[2]) for box in boxes) + 2 * padding + 4
+    margin = Image.new("L", (width, grid.shape[0]), 255)
+    draw = ImageDraw.Draw(margin)
+    for row, (label, (_, top, right, bottom)) in enumerate(zip(labels, boxes, strict=True)):
+        middle = padding + row * (row_height + padding) + row_height / 2
+        draw.text((width - padding - 2 - right, middle - (top + bottom) / 2), label, fill=0, font=font)
+    text = np.asarray(margin)[..., None].repeat(grid.shape[2], axis=2)
+    return np.concatenate([text, grid], axis=1)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

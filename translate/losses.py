@@ -19,13 +19,18 @@ GanLoss = Literal["lsgan", "vanilla", "hinge", "wasserstein"]
 GAN_LOSSES: tuple[str, ...] = ("lsgan", "vanilla", "hinge", "wasserstein")
 
 
-def discriminator_loss(kind: GanLoss, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    """(loss on real logits, loss on fake logits); the caller sums or averages them."""
+def discriminator_loss(kind: GanLoss, real: Tensor, fake: Tensor, real_target: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(loss on real logits, loss on fake logits); the caller sums or averages them.
+
+    `real_target` below 1 is one-sided label smoothing (Salimans et al. 2016, §3.4: 0.9): D is asked for 0.9 on
+    real images and still 0 on generated ones, which keeps it from growing overconfident without moving G's optimum
+    the way smoothing both sides would. It applies to the losses with a target (lsgan, vanilla).
+    """
     if kind == "lsgan":
-        return (real - 1).pow(2).mean(), fake.pow(2).mean()
+        return (real - real_target).pow(2).mean(), fake.pow(2).mean()
     if kind == "vanilla":
         return (
-            F.binary_cross_entropy_with_logits(real, torch.ones_like(real)),
+            F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_target)),
             F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)),
         )
     if kind == "hinge":

@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import Dataset, Sampler
 
-from translate.errors import DataError, ImageDecodeError
+from translate.errors import DataArgumentError, DataError, ImageDecodeError
 from translate.imageio import find_images, load_image, resize, to_float
 
 # Decoded images are kept in memory below this many bytes (typical CycleGAN sets are 0.1-0.5 GB decoded);
@@ -90,7 +90,7 @@ def scan_domain(root: Path, channels: int | None, *, console: Console | None = N
     """
     console = console or Console(stderr=True)
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder of images")
+        raise DataArgumentError(f"{root}: not a folder of images")
     paths = find_images(root)
     results = decode_all(paths, channels or 3)
     good_paths, images, skipped = [], [], 0
@@ -140,12 +140,12 @@ def unpaired_folders(data: Path | None, domain_a: Path | None = None, domain_b: 
     """Resolve the public layout `DATA/trainA` + `DATA/trainB` (+ testA/testB), or two explicit folders."""
     if domain_a is not None or domain_b is not None:
         if domain_a is None or domain_b is None:
-            raise DataError("give both --domain-a and --domain-b")
+            raise DataArgumentError("give both --domain-a and --domain-b")
         return UnpairedFolders(domain_a, domain_b)
     if data is None:
-        raise DataError("give a data folder (with trainA/ and trainB/) or --domain-a and --domain-b")
+        raise DataArgumentError("give a data folder (with trainA/ and trainB/) or --domain-a and --domain-b")
     if not data.is_dir():
-        raise DataError(f"{data}: no such folder")
+        raise DataArgumentError(f"{data}: no such folder")
     train_a, train_b = data / "trainA", data / "trainB"
     if not (train_a.is_dir() and train_b.is_dir()):
         raise DataError(
@@ -289,7 +289,7 @@ def scan_classes(
 ) -> tuple[Domain, np.ndarray, list[str]]:
     """A class-per-sub-folder dataset: (all images, their labels (N,) int64, class names in label order)."""
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
+        raise DataArgumentError(f"{root}: no such folder")
     folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     folders = [p for p in folders if find_images(p)]
     if len(folders) < 2:

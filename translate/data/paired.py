@@ -31,7 +31,7 @@ from translate.data.folders import (
     to_chw,
     training_transform,
 )
-from translate.errors import DataError, ImageDecodeError
+from translate.errors import DataArgumentError, DataError, ImageDecodeError
 from translate.imageio import find_images, load_image, resize, to_float
 
 SHOWN_UNMATCHED = 8  # unmatched names listed in the warning; the rest are counted
@@ -62,15 +62,17 @@ def paired_sources(
     """(training pairs, held-out pairs or None) from DATA's layout, or two explicit folders matched by name."""
     if domain_a is not None or domain_b is not None:
         if domain_a is None or domain_b is None:
-            raise DataError("give both --domain-a and --domain-b (their files are paired by name)")
+            raise DataArgumentError("give both --domain-a and --domain-b (their files are paired by name)")
         for folder in (domain_a, domain_b):
             if not folder.is_dir():
-                raise DataError(f"{folder}: no such folder")
+                raise DataArgumentError(f"{folder}: no such folder")
         return PairSource(domain_a.parent, domain_a, domain_b), None
     if data is None:
-        raise DataError("give a folder of pairs: side-by-side A|B images, or A/ and B/ folders with matching names")
+        raise DataArgumentError(
+            "give a folder of pairs: side-by-side A|B images, or A/ and B/ folders with matching names"
+        )
     if not data.is_dir():
-        raise DataError(f"{data}: no such folder")
+        raise DataArgumentError(f"{data}: no such folder")
     if not (data / "train").is_dir():
         return _source(data), None
     held_out = next((data / name for name in ("val", "test") if (data / name).is_dir()), None)

@@ -13,6 +13,11 @@ Runtime backend can cut the graph there and walk between classes exactly as PyTo
 Every export is checked before it is written: ONNX Runtime against PyTorch on random inputs at two sizes for
 fp32 (max abs difference), and the fp16 or int8 model against the fp32 one (PSNR and SSIM). A failed check
 writes nothing and raises ExportError.
+
+`--format openvino` writes OpenVINO IR (`.xml` and `.bin`) from the same checked ONNX graph, with the same
+description in its rt_info: fp32, bf16 (computed in bf16 on CPUs that have it; the file keeps fp32 weights) or
+int8 (NNCF, on the same calibration feeds). OpenVINO's fp32 is checked against PyTorch with the same tolerance,
+and bf16 and int8 against OpenVINO's fp32 with the same PSNR/SSIM check and limits.
 """
 
 from __future__ import annotations
@@ -40,18 +45,21 @@ from translate.deploy.models import load_generator, resolve_checkpoint, shipped_
 from translate.deploy.runtime import create_session
 from translate.deploy.sampling import random_feeds
 from translate.description import ModelDescription
-from translate.errors import ExportError, ImageDecodeError
+from translate.errors import ExportError, ImageDecodeError, UsageError
 from translate.files import atomic_copy, sha256_file
 from translate.imageio import find_images, load_image, resize, to_float
 from translate.recipes import recipe_of
 from translate.train import checkpoint
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own minimum for Pad and friends; a lower request is raised to it
-FP32_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime and PyTorch, on outputs in [-1, 1]
+FP32_TOLERANCE = 1e-4  # max abs difference between a runtime (ORT, OpenVINO) and PyTorch, on outputs in [-1, 1]
 # Lowest SSIM against the fp32 model that a reduced-precision export may have (fp16 is near-lossless; int8
 # trades a little fidelity for speed, and below this it visibly changes pictures).
-MIN_SSIM = {"fp16": 0.99, "int8": 0.95}
-PRECISIONS = ("fp32", "fp16", "int8")
+# bf16 (OpenVINO) is a float format of fewer bits, like fp16, and is held to fp16's limit.
+MIN_SSIM = {"fp16": 0.99, "bf16": 0.99, "int8": 0.95}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+FORMATS = {"onnx": ("fp32", "fp16", "int8"), "openvino": ("fp32", "bf16", "int8")}  # format → its precisions
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 CALIBRATION_IMAGES = 32  # calibrate int8 activation ranges on this many images (more adds time, little accuracy)
 EVALUATION_IMAGES = 8  # images (held out from calibration when there are enough) for the int8/fp16 check
 
@@ -75,36 +83,50 @@ def export(
     calibrate: Path | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    status: Callable[[str], None] = lambda stage: None,
+    file_format: str = "onnx",
 ) -> ExportResult:
-    """Export MODEL (run folder, checkpoint or shipped name) to an .onnx file that needs nothing beside it."""
+    """Export MODEL (run folder, checkpoint or shipped name) to an .onnx file that needs nothing beside it, or
+    with `file_format` "openvino" to an OpenVINO IR (.xml and the .bin beside it).
+
+    `log` gets the lines to keep (what is exported, each check's figures); `status` gets the stage under way, for a
+    spinner: an export takes 10-30 s, most of it in the exporter and the checks.
+    """
     if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    _check_format(file_format, precision)
     source = resolve_checkpoint(model)
     spec = recipe_of(checkpoint.read(source))
     generator = spec.is_generator
     direction = direction or spec.default_direction
     if generator and calibrate is not None:
-        raise ExportError("--calibrate is for translators; generators calibrate int8 on random latents")
-    if precision == "int8" and generator:
+        raise UsageError("--calibrate is for translators; generators calibrate int8 on random latents")
+    if precision == "int8" and generator and file_format == "onnx":
         log(
             "note: generators are mostly transposed convolutions, which ONNX Runtime's CPU kernels run in float; "
             "expect a smaller file rather than more speed"
         )
     if precision == "int8" and not generator and calibrate is None:
-        raise ExportError("--int8 needs --calibrate DIR: a folder of typical input images (a few dozen is enough)")
-    target = out or Path(_default_name(model, source, None if generator else direction, precision))
-    if target.suffix.lower() != ".onnx":
-        raise ExportError(f"--out {target}: the file name must end in .onnx")
+        raise UsageError("--int8 needs --calibrate DIR: a folder of typical input images (a few dozen is enough)")
+    suffix = SUFFIXES[file_format]
+    target = out or Path(_default_name(model, source, None if generator else direction, precision, suffix))
+    if target.suffix.lower() != suffix:
+        raise UsageError(f"--out {target}: the file name must end in {suffix}")
     if target.exists() and not overwrite:
-        raise ExportError(f"{target} already exists; pass --overwrite to replace it")
+        raise UsageError(f"{target} already exists; pass --overwrite to replace it")
 
+    status(f"loading {source}")
     module, description = load_generator(source, direction)  # eval mode: dropout off, batch norm on running stats
     module = module.float().eval()
+    if calibrate is not None:
+        status(f"reading calibration images from {calibrate}")
     calibration = _calibration_images(calibrate, description.channels) if calibrate is not None else []
     what = spec.name if generator else f"{spec.name} {direction}"
-    log(f"exporting {what} ({description.origin}) from {source} to {precision} ONNX ...")
+    kind = "ONNX" if file_format == "onnx" else "OpenVINO IR"
+    log(f"exporting {what} ({description.origin}) from {source} to {precision} {kind} ...")
     if calibration:
         calibration = _crop_squares(calibration, description.image_size, description.stride)
+    status(f"exporting {what} to ONNX (torch.onnx, dynamo)")
     proto, inputs = _to_onnx(module, description, opset)
     actual_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if actual_opset != opset:
@@ -121,17 +143,24 @@ def export(
     onnx.checker.check_model(proto)
 
     result = ExportResult(path=target, precision=precision, opset=actual_opset, bytes=0)
-    _check_fp32(proto, module, inputs, result.checks)
+    status("checking ONNX Runtime against PyTorch")
+    _check_fp32(_run(proto, inputs), module, inputs, result.checks)
     log(result.checks[-1])
     with tempfile.TemporaryDirectory(prefix="translate-export-") as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
         onnx.save(proto, fp32_path)
+        if file_format == "openvino":
+            args = (fp32_path, target, description, module, inputs, calibration, result.checks)
+            result.bytes = _write_openvino(*args, log=log, status=status)
+            return result
         final = fp32_path
         if precision != "fp32":
             final = Path(tmp) / f"{precision}.onnx"
             feeds = _evaluation_feeds(description, calibration, inputs)
+            status("converting to fp16" if precision == "fp16" else _calibrating(description, calibration))
             _reduce_precision(fp32_path, final, precision, description, calibration)
-            _check_reduced(final, fp32_path, precision, feeds, result.checks)
+            status(f"checking {precision} against fp32")
+            _check_reduced(_run(final, feeds), _run(fp32_path, feeds), precision, feeds, result.checks)
             log(result.checks[-1])
         atomic_copy(final, target)
     result.bytes = target.stat().st_size
@@ -266,10 +295,13 @@ def _run(session_source: onnx.ModelProto | Path, feeds: list[dict[str, np.ndarra
 
 
 def _check_fp32(
-    proto: onnx.ModelProto, module: nn.Module, inputs: list[dict[str, np.ndarray]], checks: list[str]
+    ours: list[np.ndarray],
+    module: nn.Module,
+    inputs: list[dict[str, np.ndarray]],
+    checks: list[str],
+    runtime: str = "ONNX Runtime",
 ) -> None:
-    """ONNX Runtime vs PyTorch on every input batch; raises ExportError beyond FP32_TOLERANCE."""
-    ours = _run(proto, inputs)
+    """`runtime`'s outputs `ours` vs PyTorch on every input batch; raises ExportError beyond FP32_TOLERANCE."""
     diffs, shapes = [], []
     with torch.inference_mode():
         for feed, got in zip(inputs, ours, strict=True):
@@ -282,7 +314,7 @@ def _check_fp32(
                 raise ExportError(f"parity check failed: ONNX output {got.shape}, PyTorch {expected.shape}")
             diffs.append(float(np.abs(got - expected).max()))
             shapes.append("×".join(str(s) for s in next(iter(feed.values())).shape))
-    line = "parity fp32, ONNX Runtime vs PyTorch: max |Δ| " + ", ".join(
+    line = f"parity fp32, {runtime} vs PyTorch: max |Δ| " + ", ".join(
         f"{d:.1e} at {s}" for d, s in zip(diffs, shapes, strict=True)
     )
     checks.append(f"{line} (limit {FP32_TOLERANCE:.0e})")
@@ -291,10 +323,14 @@ def _check_fp32(
 
 
 def _check_reduced(
-    path: Path, fp32_path: Path, precision: str, feeds: list[dict[str, np.ndarray]], checks: list[str]
+    reduced: list[np.ndarray],
+    full: list[np.ndarray],
+    precision: str,
+    feeds: list[dict[str, np.ndarray]],
+    checks: list[str],
 ) -> None:
-    """PSNR and SSIM of the fp16/int8 model's outputs against the fp32 model's on the same inputs."""
-    reduced, full = _run(path, feeds), _run(fp32_path, feeds)
+    """PSNR and SSIM of the reduced-precision model's outputs `reduced` against the fp32 model's `full` on the
+    same inputs `feeds`; raises ExportError below MIN_SSIM."""
     # Batches may differ in image size: average per batch, weighted by its number of images.
     counts = np.array([len(batch) for batch in full], dtype=np.float64)
     quality_psnr = float(np.average([psnr(a, b) for a, b in zip(reduced, full, strict=True)], weights=counts))
@@ -335,22 +371,90 @@ def _reduce_precision(
         quantize_int8(fp32_path, out, _calibration_feeds(model, calibration))
 
 
+# ----------------------------------------------------------------------------------------- OpenVINO IR
+
+
+def _check_format(file_format: str, precision: str) -> None:
+    """Refuse, before any work, a format without that precision, and bf16 on a CPU without bf16 arithmetic."""
+    if file_format not in FORMATS:
+        raise UsageError(f"--format {file_format}: use one of {', '.join(FORMATS)}")
+    if precision not in FORMATS[file_format]:
+        other = next(name for name, precisions in FORMATS.items() if precision in precisions)
+        reduced = " or ".join(f"--{name}" for name in FORMATS[file_format][1:])
+        raise UsageError(f"--{precision} is for --format {other}; --format {file_format} takes fp32, {reduced}")
+    if file_format == "openvino":
+        from translate.deploy import openvino_runtime
+
+        core = openvino_runtime.import_openvino().Core()
+        if precision == "bf16" and not openvino_runtime.has_bf16(core):
+            raise ExportError(
+                "--bf16: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX), so it cannot be checked here; "
+                "export it on a CPU that has it, or use --int8"
+            )
+
+
+def _write_openvino(
+    onnx_path: Path,
+    target: Path,
+    model: ModelDescription,
+    module: nn.Module,
+    inputs: list[dict[str, np.ndarray]],
+    calibration: list[np.ndarray],
+    checks: list[str],
+    *,
+    log: Callable[[str], None],
+    status: Callable[[str], None],
+) -> int:
+    """The checked fp32 ONNX model at `onnx_path` as an OpenVINO IR at `target` (checked again, at its
+    precision); the bytes written."""
+    from translate.deploy import openvino_runtime
+    from translate.deploy.quantize import quantize_int8_openvino
+
+    graph = openvino_runtime.from_onnx(onnx_path, model)
+    status("checking OpenVINO against PyTorch")
+    _check_fp32(openvino_runtime.run_feeds(graph, "f32", inputs), module, inputs, checks, "OpenVINO")
+    log(checks[-1])
+    if model.precision != "fp32":
+        feeds = _evaluation_feeds(model, calibration, inputs)
+        full = openvino_runtime.run_feeds(graph, "f32", feeds)
+        if model.precision == "bf16":
+            reduced = openvino_runtime.run_feeds(graph, "bf16", feeds)
+        else:
+            status(_calibrating(model, calibration))
+            graph = quantize_int8_openvino(graph, _calibration_feeds(model, calibration))
+            reduced = openvino_runtime.run_feeds(graph, "f32", feeds)
+        status(f"checking {model.precision} against fp32")
+        _check_reduced(reduced, full, model.precision, feeds, checks)
+        log(checks[-1])
+    return openvino_runtime.save_ir(graph, target)
+
+
+def _calibrating(model: ModelDescription, calibration: list[np.ndarray]) -> str:
+    """What int8 calibration runs on, for the status line."""
+    if model.is_generator:
+        return "calibrating int8 activation ranges on random latents"
+    return f"calibrating int8 activation ranges on {len(_calibration_set(calibration))} images"
+
+
+def _calibration_set(calibration: list[np.ndarray]) -> list[np.ndarray]:
+    """The images int8 calibration uses: the evaluation images are held out when there are enough for both."""
+    return calibration[:-EVALUATION_IMAGES] if len(calibration) > 2 * EVALUATION_IMAGES else calibration
+
+
 def _calibration_feeds(model: ModelDescription, calibration: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     if model.is_generator:
         rng = np.random.default_rng(0)
         for _ in range(8):
             yield random_feeds(model, 16, rng)
         return
-    # Hold the evaluation images out of calibration when there are enough images for both.
-    images = calibration[:-EVALUATION_IMAGES] if len(calibration) > 2 * EVALUATION_IMAGES else calibration
-    for image in images:
+    for image in _calibration_set(calibration):
         yield {"image": image[None]}
 
 
 def _calibration_images(folder: Path, channels: int) -> list[np.ndarray]:
     """Up to CALIBRATION_IMAGES + EVALUATION_IMAGES readable images from `folder`, uint8 (H, W, C)."""
     if not folder.is_dir():
-        raise ExportError(f"--calibrate {folder}: no such folder; give a folder of typical input images")
+        raise UsageError(f"--calibrate {folder}: no such folder; give a folder of typical input images")
     try:
         paths = find_images(folder)
     except (ValueError, OSError) as exc:
@@ -388,7 +492,7 @@ def _crop_squares(images: list[np.ndarray], side: int, stride: int) -> list[np.n
 # ----------------------------------------------------------------------------------------- files
 
 
-def _default_name(model: str, source: Path, direction: str | None, precision: str) -> str:
+def _default_name(model: str, source: Path, direction: str | None, precision: str, suffix: str = ".onnx") -> str:
     if model in shipped_models():
         name = model
     elif source.parent.name == "checkpoints":  # a run folder's checkpoint: name it after the run
@@ -396,4 +500,4 @@ def _default_name(model: str, source: Path, direction: str | None, precision: st
     else:
         name = source.stem
     parts = [name] + ([direction] if direction else []) + ([precision] if precision != "fp32" else [])
-    return "_".join(parts) + ".onnx"
+    return "_".join(parts) + suffix

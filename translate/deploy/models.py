@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from translate.description import ModelDescription
-from translate.errors import CheckpointError, ConfigError, ModelError
+from translate.errors import BackendError, CheckpointError, ConfigError, ModelError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 
 DEFAULT_SAMPLER = "mnist-dcgan"
+EXPORTS = (".onnx", ".xml")  # exported models: ONNX files, and OpenVINO IR (the .xml beside its .bin)
+BACKENDS = ("auto", "onnxruntime", "openvino")  # what runs an exported model (`--backend`)
 
 
 def pretrained_dir() -> Path:
@@ -87,8 +89,11 @@ def resolve_model(model: str) -> Path:
             )
         return latest
     if path.is_file():
-        if path.suffix.lower() not in (".safetensors", ".onnx"):
-            raise ModelError(f"{path}: not a model file; give a run folder, a .safetensors checkpoint or an .onnx file")
+        if path.suffix.lower() not in (".safetensors", *EXPORTS):
+            raise ModelError(
+                f"{path}: not a model file; give a run folder, a .safetensors checkpoint, an .onnx file or an "
+                "OpenVINO .xml file"
+            )
         return path
     shipped = shipped_models()
     if model in shipped:
@@ -110,8 +115,9 @@ def resolve_model(model: str) -> Path:
 def resolve_checkpoint(model: str) -> Path:
     """Like resolve_model, for what needs the PyTorch weights (export, training)."""
     path = resolve_model(model)
-    if path.suffix.lower() == ".onnx":
-        raise ModelError(f"{path}: an ONNX export; this needs the .safetensors checkpoint (or run folder) it came from")
+    if path.suffix.lower() in EXPORTS:
+        kind = "an ONNX export" if path.suffix.lower() == ".onnx" else "an OpenVINO IR export"
+        raise ModelError(f"{path}: {kind}; this needs the .safetensors checkpoint (or run folder) it came from")
     return path
 
 
@@ -242,6 +248,7 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDe
     from translate.networks.layers import input_stride
     from translate.recipes import get_recipe
     from translate.train import checkpoint
+    from translate.train.ema import ema_name
 
     ckpt = checkpoint.read(path)  # the metadata's structure is checked there
     try:
@@ -259,6 +266,9 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDe
             skeleton = spec.build_generator(config, direction)
     except (TypeError, ValueError) as exc:  # a combination of valid values the network refuses (channels: null)
         raise CheckpointError(f"{path}: its config does not describe a {spec.name} generator ({exc})") from None
+    # The generator's moving average, when the run kept one, is what is deployed (translate.train.ema).
+    averaged = ema_name(name) in ckpt.meta.get("modules", [])
+    name = ema_name(name) if averaged else name
     checkpoint.check_fits(path, name, skeleton)
     module = spec.build_generator(config, direction)
     checkpoint.load_module(path, name, module)
@@ -272,7 +282,7 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDe
         stride=input_stride(module),
         inputs=spec.generator_inputs(config) if spec.generator_inputs is not None else (),
         source_step=ckpt.step,
-        origin=f"official {official} weights" if official else f"step {ckpt.step}",
+        origin=f"official {official} weights" if official else f"step {ckpt.step}{', EMA' if averaged else ''}",
     )
     return module.eval(), model
 
@@ -302,10 +312,55 @@ def _recipe_kind(path: Path) -> str:
     return recipe_of(checkpoint.read(path)).kind
 
 
-def load_translator(model: str, direction: str | None = None, device: str = "auto") -> Translator:
-    """A ready-to-run backend for `translate apply`: ONNX Runtime for .onnx files, else PyTorch."""
-    path = resolve_model(model)
+def kind_of(path: Path) -> str:
+    """What the model file at `path` holds: "translator" or "generator" (an export's metadata says; no session)."""
     if path.suffix.lower() == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return "generator" if ModelDescription.from_metadata(props, path).is_generator else "translator"
+    if path.suffix.lower() == ".xml":  # an OpenVINO IR: its description is in the model's rt_info
+        from translate.deploy.openvino_runtime import read_description, read_model
+
+        return "generator" if read_description(read_model(path)[1], path).is_generator else "translator"
+    return _recipe_kind(path)
+
+
+def choose_backend(path: Path, backend: str, device: str) -> str:
+    """What runs the model at `path`: "pytorch" for checkpoints; for exports `backend`, where "auto" is OpenVINO
+    on an x86 CPU when it is installed, else ONNX Runtime (which also serves CUDA). An IR is OpenVINO's alone."""
+    from translate.deploy import openvino_runtime  # torch-free; imports OpenVINO only when asked whether it is here
+
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
+    suffix = path.suffix.lower()
+    if suffix not in EXPORTS:
+        if backend != "auto":
+            raise UsageError(f"{path}: a PyTorch checkpoint; --backend is for exported models (`translate export`)")
+        return "pytorch"
+    if suffix == ".xml":
+        if backend == "onnxruntime":
+            raise BackendError(f"{path}: an OpenVINO IR, which ONNX Runtime cannot run; use --backend openvino")
+        return "openvino"
+    if backend != "auto":
+        return backend
+    from translate.deploy.runtime import cuda_devices
+
+    cpu = device.lower() == "cpu" or (device.lower() == "auto" and cuda_devices() == 0)
+    return "openvino" if cpu and openvino_runtime.is_x86() and openvino_runtime.openvino_installed() else "onnxruntime"
+
+
+def load_translator(
+    model: str, direction: str | None = None, device: str = "auto", backend: str = "auto"
+) -> Translator:
+    """A ready-to-run backend for `translate apply`: for exports the one `choose_backend` picks, else PyTorch."""
+    path = resolve_model(model)
+    runner = choose_backend(path, backend, device)
+    if runner == "openvino":
+        from translate.deploy.openvino_runtime import OpenVinoTranslator
+
+        return OpenVinoTranslator(path, direction, device)
+    if runner == "onnxruntime":
         from translate.deploy.runtime import OnnxTranslator
 
         return OnnxTranslator(path, direction, device)
@@ -351,10 +406,16 @@ class TorchSampler:
             return self.module(**inputs, embedding=e).float().cpu().numpy()
 
 
-def load_sampler(model: str | None = None, device: str = "auto") -> Sampler:
-    """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped MNIST DCGAN)."""
+def load_sampler(model: str | None = None, device: str = "auto", backend: str = "auto") -> Sampler:
+    """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped MNIST DCGAN);
+    exports run on the backend `choose_backend` picks."""
     path = resolve_model(model or DEFAULT_SAMPLER)
-    if path.suffix.lower() == ".onnx":
+    runner = choose_backend(path, backend, device)
+    if runner == "openvino":
+        from translate.deploy.openvino_runtime import OpenVinoSampler
+
+        return OpenVinoSampler(path, device)
+    if runner == "onnxruntime":
         from translate.deploy.runtime import OnnxSampler
 
         return OnnxSampler(path, device)

@@ -174,10 +174,10 @@ def _converted_from(path: Path, model: OfficialModel) -> str:
     try:
         meta = checkpoint.read(path).meta
     except CheckpointError:
-        raise ModelError(f"cached model {path} is unreadable. {fix}") from None
+        raise CheckpointError(f"cached model {path} is unreadable. {fix}") from None
     info = meta.get("info") or {}
     if meta.get("recipe") != model.family or info.get("official") != model.name or "source_sha256" not in info:
-        raise ModelError(f"cached model {path} is not the converted official {model.name}. {fix}")
+        raise CheckpointError(f"cached model {path} is not the converted official {model.name}. {fix}")
     return str(info["source_sha256"])
 
 
@@ -204,14 +204,14 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's own messages run to paragraphs and suggest weights_only=False: not here
-        raise ModelError(
+        raise CheckpointError(
             f"{path} cannot be loaded as plain tensors ({type(exc).__name__}: the file is damaged or holds objects "
             f"that weights_only loading refuses). {fix}"
         ) from None
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict (name → tensor). {fix}")
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict (name → tensor). {fix}")
     return dict(state)
 
 
@@ -292,7 +292,7 @@ def convert(
     given = {key: value for key, value in state.items() if key not in ignored}
     problems = _misfits(given, expected, ours)
     if problems:
-        raise ModelError(
+        raise CheckpointError(
             f"{source} is not an official {what}: {'; '.join(problems)}. Delete it and run again, or check what "
             "TRANSLATE_MIRROR serves."
         )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from translate.description import ModelDescription
-from translate.errors import DeviceError, OnnxModelError
+from translate.errors import DeviceError, ModelError, OnnxModelError
 
 if TYPE_CHECKING:
     import onnx
@@ -121,9 +121,9 @@ class OnnxTranslator:
         self.session, where = create_session(path, device)
         self.model = read_description(self.session, path)
         if self.model.is_generator:
-            raise OnnxModelError(f"{path}: an image generator; use it with `translate sample` / `interpolate`")
+            raise ModelError(f"{path}: an image generator; use it with `translate sample` / `interpolate`")
         if direction is not None and direction != self.model.direction:
-            raise OnnxModelError(
+            raise ModelError(
                 f"{path}: holds the {self.model.direction} generator, not {direction}; "
                 f"export that one with `translate export MODEL --direction {direction}`"
             )
@@ -169,7 +169,7 @@ class OnnxSampler:
         self.session, where = create_session(path, device)
         self.model = read_description(self.session, path)
         if not self.model.is_generator:
-            raise OnnxModelError(f"{path}: an image translator; use it with `translate apply`")
+            raise ModelError(f"{path}: an image translator; use it with `translate apply`")
         self.description = f"{self.model.recipe} ({self.model.precision}), ONNX Runtime on {where}"
         self._embed: onnxruntime.InferenceSession | None = None
         self._from_embedding: onnxruntime.InferenceSession | None = None

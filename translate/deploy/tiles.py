@@ -39,7 +39,10 @@ Stats = list[tuple[np.ndarray, np.ndarray]]
 
 BLEND = 32  # px of raised-cosine ramp between two tiles, inside the overlap where both tiles are exact
 DEFAULT_TILE = 640  # px: the tile side for automatic tiling (BENCHMARKS.md: peak memory against overlap overhead)
-AUTO_PIXELS = 4_000_000  # images with more pixels are tiled without being asked (BENCHMARKS.md)
+# Images with more pixels are tiled without being asked. A trade: below it one whole-image pass is faster (tiles
+# run 2.15× the pixels at 640 px for a ResNet-9) and needs at most about 4 GB with that network (whole-image memory
+# grows with the area: 11.4 GB at 12 Mpx), against 1.2–1.3 GB tiled at any size (BENCHMARKS.md, 2026-12-02).
+AUTO_PIXELS = 4_000_000
 # The downscaled copy the statistics come from has about this many pixels: as many as a tile, so the statistics
 # pass needs no more memory than a tile does; the more pixels, the closer to the whole image's (BENCHMARKS.md).
 STATS_PIXELS = DEFAULT_TILE * DEFAULT_TILE

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 CriticNorm = Literal["batch", "layer", "spectral", "none"]
@@ -99,6 +100,8 @@ class DCGANDiscriminator(nn.Module):
         base_channels: int = 64,
         norm: CriticNorm = "batch",
         num_classes: int = 0,
+        minibatch_std: bool = False,
+        minibatch_kernels: int = 0,
     ) -> None:
         super().__init__()
         depth = _depth(image_size)
@@ -108,9 +111,13 @@ class DCGANDiscriminator(nn.Module):
             layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch"), _critic_norm(norm, width * 2)]
             layers.append(nn.LeakyReLU(0.2, True))
             width *= 2
-        self.features = nn.Sequential(*layers, nn.Flatten())  # φ(x): (N, width·4·4)
-        self.score = nn.Linear(width * 16, 1)  # ψ, the same as DCGAN's final 4×4 convolution
-        self.projection = nn.Embedding(num_classes, width * 16) if num_classes else None
+        if minibatch_std:
+            layers.append(MinibatchStd())
+        self.features = nn.Sequential(*layers, nn.Flatten())  # φ(x): (N, (width [+ 1])·4·4)
+        dim = (width + int(minibatch_std)) * 16
+        self.minibatch = MinibatchDiscrimination(dim, minibatch_kernels) if minibatch_kernels else None
+        self.score = nn.Linear(dim + minibatch_kernels, 1)  # ψ, the same as DCGAN's final 4×4 convolution
+        self.projection = nn.Embedding(num_classes, dim) if num_classes else None
         if self.projection is not None:  # start near the unconditional critic; N(0, 1) would swamp ψ
             nn.init.normal_(self.projection.weight, 0.0, 0.02)
         if norm == "spectral":
@@ -122,9 +129,43 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         phi = self.features(x)
-        out = self.score(phi).squeeze(1)
+        scored = phi if self.minibatch is None else torch.cat([phi, self.minibatch(phi)], dim=1)
+        out = self.score(scored).squeeze(1)
         if self.projection is not None:
             if labels is None:
                 raise ValueError("a class-conditional discriminator needs labels")
             out = out + (self.projection(labels) * phi).sum(dim=1)
         return out
+
+
+class MinibatchStd(nn.Module):
+    """Karras et al. 2018 (ProGAN), §3: the standard deviation of every feature over a group of samples, averaged
+    to one number per group and appended as one more feature map, so D sees how varied a batch is and can punish
+    a generator that collapses. Groups of `group` samples (4 in the paper; the whole batch when it does not split)."""
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        g = self.group if n % self.group == 0 else n
+        std = x.reshape(g, -1, c, h, w).var(dim=0, unbiased=False).add(1e-8).sqrt()  # (N/g, C, H, W)
+        per_group = std.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).repeat(g, 1, h, w)  # (N, 1, H, W)
+        return torch.cat([x, per_group.to(x.dtype)], dim=1)
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Salimans et al. 2016, §3.2: each sample's features f (A,) are projected by a tensor T to B kernels of C
+    dimensions, M (B, C); for every kernel, o_b(x_i) = Σ_j exp(−‖M_i,b − M_j,b‖₁) over the other samples j, and o
+    (B,) is appended to f. A collapsed batch has large o, which D learns to spot. B = 100, C = 5 in their code."""
+
+    def __init__(self, in_features: int, kernels: int = 100, dims: int = 5) -> None:
+        super().__init__()
+        self.kernels, self.dims = kernels, dims
+        self.T = nn.Parameter(torch.randn(in_features, kernels * dims) * 0.05)
+
+    def forward(self, f: Tensor) -> Tensor:
+        m = (f @ self.T).view(-1, self.kernels, self.dims)  # (N, B, C)
+        l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(dim=3)  # (N, N, B)
+        return torch.exp(-l1).sum(dim=1) - 1.0  # (N, B); exp(0) = 1 is the sample itself

@@ -97,10 +97,10 @@ def get_recipe(name: str) -> RecipeSpec:
     except KeyError:
         close = difflib.get_close_matches(name, list(RECIPES), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown model {name!r}{hint}; available: {', '.join(RECIPES)}") from None
+        raise ConfigError(f"unknown recipe {name!r}{hint}; available: {', '.join(RECIPES)}") from None
 
 
-# The recipe `translate train DATA` uses when --model is not given, by the layout DATA shows.
+# The recipe `translate train DATA` uses when --recipe is not given, by the layout DATA shows.
 DEFAULT_FOR_DATA: dict[DataFamily, str] = {"unpaired": "cyclegan", "paired": "pix2pix"}
 
 
@@ -110,6 +110,6 @@ def default_recipe(data_family: str | None, where: object) -> RecipeSpec:
         return RECIPES[DEFAULT_FOR_DATA[data_family]]
     choices = "; ".join(f"{spec.name} ({spec.data} data)" for spec in RECIPES.values())
     raise ConfigError(
-        f"{where} has no trainA/ and trainB/ (unpaired) nor train/ or A/ and B/ (paired) folders; choose a model "
-        f"with --model: {choices}"
+        f"{where} has no trainA/ and trainB/ (unpaired) nor train/ or A/ and B/ (paired) folders; choose a recipe "
+        f"with --recipe: {choices}"
     )

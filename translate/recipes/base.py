@@ -5,7 +5,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -25,9 +26,12 @@ class TrainingData:
     preview: dict[str, Tensor]  # fixed held-out inputs for preview grids
     summary: str  # one line for the log, e.g. "1067 A / 1334 B images"
     channels: int  # image channels the data resolved to (1 or 3)
+    images: int = 0  # training images, where a setting depends on how many there are (augment: auto)
     class_names: tuple[str, ...] = ()  # class-conditional data: one name per label, in label order
     # The same samples at another image size (a phase that trains at it); None: this data has one size.
     at_size: Callable[[int], Dataset] | None = None
+    # Translators: held-out (inputs, real images of the output domain), named in the commands a run ends with.
+    held_out: tuple[Path, Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,12 @@ class Recipe(Protocol):
     name: str
     config: Any
     batches_per_step: int  # data batches one train_step consumes (WGAN-GP's critic takes several)
+    # The losses of train_step's metrics by the networks they train, e.g. {"G": ("G", "L1"), "D": ("D",)}: the
+    # panels of the run's losses.png.
+    loss_groups: ClassVar[dict[str, tuple[str, ...]]]
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]: ...
-    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]: ...
+    def preview(self, inputs: dict[str, Tensor]) -> list[tuple[str, Tensor]]: ...  # (label, (N, C, H, W)) per row
     def modules(self) -> dict[str, nn.Module]: ...
     def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
     def extra_state(self) -> dict[str, Tensor]: ...

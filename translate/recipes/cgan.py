@@ -16,8 +16,14 @@ from torch import Tensor
 
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
-from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
-from translate.recipes.generation import TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
+from translate.networks.dcgan import CriticNorm
+from translate.recipes.generation import (
+    TINY_PRESET,
+    GeneratorConfig,
+    GeneratorRecipe,
+    build_discriminator,
+    build_networks,
+)
 from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -30,8 +36,8 @@ PRESETS: dict[str, dict[str, object]] = {
 @dataclass(frozen=True)
 class CGANConfig(GeneratorConfig):
     # The projection discriminator's setting (Miyato & Koyama 2018): hinge loss and spectral normalisation.
-    gan_loss: Literal["vanilla", "hinge"] = "hinge"
-    discriminator_norm: CriticNorm = "spectral"
+    gan_loss: Literal["vanilla", "hinge"] = "hinge"  # adversarial loss
+    discriminator_norm: CriticNorm = "spectral"  # normalisation in the discriminator
 
 
 class CGAN(GeneratorRecipe):
@@ -49,17 +55,12 @@ class CGAN(GeneratorRecipe):
         self.G, self.D = build_networks(
             config,
             engine,
-            lambda: DCGANDiscriminator(
-                config.data.channels,
-                config.data.image_size,
-                base_channels=config.discriminator_channels,
-                norm=config.discriminator_norm,
-                num_classes=self.num_classes,
-            ),
+            lambda: build_discriminator(config, norm=config.discriminator_norm, num_classes=self.num_classes),
         )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
+        self.setup_techniques()
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         c = self.config
@@ -71,13 +72,18 @@ class CGAN(GeneratorRecipe):
         # D: real images with their labels against generated images with the labels they were asked for.
         with self.engine.autocast():
             fake = self.G(z, y_fake)
-            loss_real, loss_fake = discriminator_loss(c.gan_loss, self.D(real, y_real), self.D(fake.detach(), y_fake))
-            loss_D = loss_real + loss_fake
+            real_scores = self.D(self.augment(real), y_real)
+            fake_scores = self.D(self.augment(fake.detach()), y_fake)
+            loss_real, loss_fake = discriminator_loss(c.gan_loss, real_scores, fake_scores, c.real_label)
+            loss_D = loss_real + loss_fake + self.discriminator_extra()
         self.engine.optimize(loss_D, self.opt_D)
 
         # G: fool D for the requested class.
         with self.engine.frozen(self.D):  # gradients through D, not for D's weights
             with self.engine.autocast():
-                loss_G = generator_loss(c.gan_loss, self.D(fake, y_fake))
+                adversarial = generator_loss(c.gan_loss, self.D(self.augment(fake), y_fake))
+                loss_G = self.generator_objective(adversarial, real, fake)
             self.engine.optimize(loss_G, self.opt_G)
-        return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+        logged = self.after_step(real_scores)
+        loss_parts = {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+        return {"G": loss_G.detach(), "D": loss_D.detach(), **loss_parts, **logged}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,12 +47,12 @@ class CycleGANConfig:
     discriminator_channels: int = 64  # ndf
     num_blocks: int | None = None  # residual blocks; None: 9 at image_size >= 256, else 6 (paper, appendix 7.2)
     discriminator_layers: int = 3  # 3 strided layers: 70×70 patches
-    norm: Literal["instance", "batch"] = "instance"
-    gan_loss: Literal["lsgan", "vanilla"] = "lsgan"
-    lambda_cycle: float = 10.0
+    norm: Literal["instance", "batch"] = "instance"  # normalisation in every network
+    gan_loss: Literal["lsgan", "vanilla"] = "lsgan"  # least squares (the paper) or cross-entropy
+    lambda_cycle: float = 10.0  # weight of the cycle-consistency L1 loss (λ_cyc)
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 turns it off)
-    pool_size: int = 50
-    init_gain: float = 0.02
+    pool_size: int = 50  # history of generated images shown to each discriminator (0: none)
+    init_gain: float = 0.02  # weights drawn from N(0, init_gain)
     epochs: int = 200  # when train.steps is 0: 100 epochs constant + 100 epochs decay, as in the paper
     decay_from: float = 0.5  # fraction of training after which the learning rate decays linearly to zero
 
@@ -93,10 +93,14 @@ PRESETS: dict[str, dict[str, object]] = {
     # The paper's 128×128 setting (e.g. Cityscapes): 6 residual blocks.
     "128px": {"data.image_size": 128},
     # A few minutes on a laptop CPU: 64 px, half-width networks and a short schedule, to see something quickly.
+    # No flips (a mirrored glyph or text is not one; --flip turns them back on); the generators' moving average
+    # (ramped up over the first images) is what gets applied, steadier than the last step's weights.
     "quick": {
         "data.image_size": 64,
+        "data.flip": False,
         "generator_channels": 32,
         "discriminator_channels": 32,
+        "train.ema_half_life": 200,
         "train.steps": 600,
         "train.log_every": 20,
         "train.preview_every": 100,
@@ -148,7 +152,8 @@ def make_data(
     )
     preview = {"A": preview_images(view_a, count, size), "B": preview_images(view_b, count, size)}
     summary = f"{len(train_a)} A / {len(train_b)} B images, {'grayscale' if channels == 1 else 'RGB'}"
-    return TrainingData(dataset=dataset, preview=preview, summary=summary, channels=channels)
+    held_out = (folders.test_a, folders.test_b) if folders.test_a and folders.test_b else None
+    return TrainingData(dataset=dataset, preview=preview, summary=summary, channels=channels, held_out=held_out)
 
 
 class CycleGAN:
@@ -156,6 +161,10 @@ class CycleGAN:
 
     name = "cyclegan"
     batches_per_step = 1
+    loss_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "generators G_AB, G_BA": ("G", "adv_AB", "adv_BA", "cyc_A", "cyc_B", "idt_A", "idt_B"),
+        "discriminators D_A, D_B": ("D_A", "D_B"),
+    }
 
     def __init__(self, config: CycleGANConfig, engine: Engine) -> None:
         if config.train.steps < 1 or config.data.channels is None:
@@ -233,15 +242,16 @@ class CycleGAN:
         return {k: v.detach() for k, v in metrics.items()}
 
     @torch.no_grad()
-    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
-        """Rows of a preview grid: x, G(x), F(G(x)), y, F(y), G(F(y)), each (N, C, H, W)."""
+    def preview(self, inputs: dict[str, Tensor]) -> list[tuple[str, Tensor]]:
+        """Rows of a preview grid: x, G(x), F(G(x)), y, F(y), G(F(y)), each (N, C, H, W), in the paper's names."""
         G_AB, G_BA = self.engine.unwrap(self.G_AB), self.engine.unwrap(self.G_BA)  # no DDP or compile for this
         G_AB.eval()
         G_BA.eval()
         try:
             real_A, real_B = inputs["A"], inputs["B"]
             fake_B, fake_A = G_AB(real_A), G_BA(real_B)
-            return [real_A, fake_B, G_BA(fake_B), real_B, fake_A, G_AB(fake_A)]
+            rows = [real_A, fake_B, G_BA(fake_B), real_B, fake_A, G_AB(fake_A)]
+            return list(zip(("A", "G(A)", "F(G(A))", "B", "F(B)", "G(F(B))"), rows, strict=True))
         finally:
             G_AB.train()
             G_BA.train()

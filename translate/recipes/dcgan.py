@@ -15,8 +15,13 @@ from torch import Tensor
 
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
-from translate.networks.dcgan import DCGANDiscriminator
-from translate.recipes.generation import TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
+from translate.recipes.generation import (
+    TINY_PRESET,
+    GeneratorConfig,
+    GeneratorRecipe,
+    build_discriminator,
+    build_networks,
+)
 from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -28,7 +33,7 @@ PRESETS: dict[str, dict[str, object]] = {
 
 @dataclass(frozen=True)
 class DCGANConfig(GeneratorConfig):
-    gan_loss: Literal["vanilla", "lsgan", "hinge"] = "vanilla"
+    gan_loss: Literal["vanilla", "lsgan", "hinge"] = "vanilla"  # the non-saturating loss (the paper), or another
 
 
 class DCGAN(GeneratorRecipe):
@@ -41,16 +46,11 @@ class DCGAN(GeneratorRecipe):
         if config.train.steps < 1 or config.data.channels is None:
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
-        self.G, self.D = build_networks(
-            config,
-            engine,
-            lambda: DCGANDiscriminator(
-                config.data.channels, config.data.image_size, base_channels=config.discriminator_channels
-            ),
-        )
+        self.G, self.D = build_networks(config, engine, lambda: build_discriminator(config))
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
+        self.setup_techniques()
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         c = self.config
@@ -58,15 +58,22 @@ class DCGAN(GeneratorRecipe):
         z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
 
         # D: maximise log D(x) + log(1 - D(G(z))); real and fake in separate batches (batch norm statistics).
+        # Both are augmented alike (self.augment: identity unless augmentation is on).
         with self.engine.autocast():
             fake = self.G(z)
-            loss_real, loss_fake = discriminator_loss(c.gan_loss, self.D(real), self.D(fake.detach()))
-            loss_D = loss_real + loss_fake
+            real_scores = self.D(self.augment(real))
+            loss_real, loss_fake = discriminator_loss(
+                c.gan_loss, real_scores, self.D(self.augment(fake.detach())), c.real_label
+            )
+            loss_D = loss_real + loss_fake + self.discriminator_extra()
         self.engine.optimize(loss_D, self.opt_D)
 
         # G: the non-saturating loss, through the just-updated D.
         with self.engine.frozen(self.D):  # gradients through D, not for D's weights
             with self.engine.autocast():
-                loss_G = generator_loss(c.gan_loss, self.D(fake))
+                adversarial = generator_loss(c.gan_loss, self.D(self.augment(fake)))
+                loss_G = self.generator_objective(adversarial, real, fake)
             self.engine.optimize(loss_G, self.opt_G)
-        return {"G": loss_G.detach(), "D": loss_D.detach(), "D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+        logged = self.after_step(real_scores)
+        loss_parts = {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+        return {"G": loss_G.detach(), "D": loss_D.detach(), **loss_parts, **logged}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,11 +49,11 @@ class Pix2PixConfig:
     discriminator_channels: int = 64  # ndf
     depth: int | None = None  # U-Net levels; None: from image_size (8 at 256 px: a 1×1 bottleneck)
     discriminator_layers: int = 3  # 3 strided layers: 70×70 patches
-    norm: Literal["batch", "instance"] = "batch"
+    norm: Literal["batch", "instance"] = "batch"  # normalisation in both networks
     dropout: float = 0.5  # in the decoder's deepest 512-channel levels: the paper's noise source
-    gan_loss: Literal["vanilla", "lsgan"] = "vanilla"
-    lambda_l1: float = 100.0
-    init_gain: float = 0.02
+    gan_loss: Literal["vanilla", "lsgan"] = "vanilla"  # cross-entropy (the paper) or least squares
+    lambda_l1: float = 100.0  # weight of the L1 distance to the target (λ)
+    init_gain: float = 0.02  # weights drawn from N(0, init_gain)
     epochs: int = 200  # when train.steps is 0: 100 epochs constant + 100 epochs decay
     decay_from: float = 0.5  # fraction of training after which the learning rate decays linearly to zero
 
@@ -154,6 +154,10 @@ class Pix2Pix:
 
     name = "pix2pix"
     batches_per_step = 1
+    loss_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "generator G": ("G", "adv", "L1"),
+        "discriminator D": ("D", "D_real", "D_fake"),
+    }
 
     def __init__(self, config: Pix2PixConfig, engine: Engine) -> None:
         if config.train.steps < 1 or config.data.channels is None:
@@ -203,12 +207,12 @@ class Pix2Pix:
         return {k: v.detach() for k, v in metrics.items()}
 
     @torch.no_grad()
-    def preview(self, inputs: dict[str, Tensor]) -> list[Tensor]:
+    def preview(self, inputs: dict[str, Tensor]) -> list[tuple[str, Tensor]]:
         """Rows of a preview grid: input x, G(x) in eval mode (as apply and export run it), target y."""
         G = self.engine.unwrap(self.G)
         G.eval()
         try:
-            return [inputs["A"], G(inputs["A"]), inputs["B"]]
+            return [("input", inputs["A"]), ("G(input)", G(inputs["A"])), ("target", inputs["B"])]
         finally:
             G.train()
 

@@ -9,15 +9,21 @@ the original WGAN (the `clip` preset also sets its learning rate, 5e-5).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from translate.config import MAX_CRITIC, OptimConfig, check_size
 from translate.errors import ConfigError
-from translate.networks.dcgan import CriticNorm, DCGANDiscriminator
-from translate.recipes.generation import TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
+from translate.networks.dcgan import CriticNorm
+from translate.recipes.generation import (
+    TINY_PRESET,
+    GeneratorConfig,
+    GeneratorRecipe,
+    build_discriminator,
+    build_networks,
+)
 from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -31,11 +37,11 @@ PRESETS: dict[str, dict[str, object]] = {
 @dataclass(frozen=True)
 class WGANGPConfig(GeneratorConfig):
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.0, beta2=0.9))
-    n_critic: int = 5
-    lambda_gp: float = 10.0
-    critic_norm: CriticNorm = "layer"
-    constraint: Literal["gp", "clip"] = "gp"
-    clip_value: float = 0.01
+    n_critic: int = 5  # critic updates (each on its own batch) per generator update
+    lambda_gp: float = 10.0  # weight of the gradient penalty
+    critic_norm: CriticNorm = "layer"  # normalisation in the critic (no batch norm with a per-sample penalty)
+    constraint: Literal["gp", "clip"] = "gp"  # gradient penalty (WGAN-GP) or weight clipping (the original WGAN)
+    clip_value: float = 0.01  # weight clipping bound, with constraint=clip
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,6 +66,7 @@ class WGANGP(GeneratorRecipe):
     """Generator and critic; one train_step = n_critic critic updates (one data batch each) + one G update."""
 
     name = "wgan-gp"
+    loss_groups: ClassVar[dict[str, tuple[str, ...]]] = {"generator G": ("G",), "critic D": ("D", "W", "GP")}
 
     def __init__(self, config: WGANGPConfig, engine: Engine) -> None:
         if config.train.steps < 1 or config.data.channels is None:
@@ -69,12 +76,7 @@ class WGANGP(GeneratorRecipe):
         self.G, self.D = build_networks(
             config,
             engine,
-            lambda: DCGANDiscriminator(
-                config.data.channels,
-                config.data.image_size,
-                base_channels=config.discriminator_channels,
-                norm=config.critic_norm,
-            ),
+            lambda: build_discriminator(config, norm=config.critic_norm),
         )
         o = config.optim
         if config.constraint == "clip":
@@ -83,17 +85,21 @@ class WGANGP(GeneratorRecipe):
         else:
             self.opt_G = engine.adam(self.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
             self.opt_D = engine.adam(self.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+        self.setup_techniques()
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         c = self.config
         for real in batch["image"].chunk(c.n_critic):  # the loader delivers n_critic batches at once
             z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
+            # The critic sees real and generated images augmented alike; the penalty is on their interpolates.
             with self.engine.autocast():
-                fake = self.G(z).detach()
-                wasserstein = self.D(real).mean() - self.D(fake).mean()  # estimate of W(P_r, P_g)
-            loss_D = -wasserstein
+                real_seen, fake_seen = self.augment(real), self.augment(self.G(z).detach())
+                real_scores = self.D(real_seen)
+                wasserstein = real_scores.mean() - self.D(fake_seen).mean()  # estimate of W(P_r, P_g)
+            loss_D = -wasserstein + self.discriminator_extra()
             if c.constraint == "gp":
-                penalty = gradient_penalty(self.engine.unwrap(self.D), real, fake)  # double backward: no compile
+                critic = self.engine.unwrap(self.D)
+                penalty = gradient_penalty(critic, real_seen, fake_seen)  # double backward: no compile
                 loss_D = loss_D + c.lambda_gp * penalty
             self.engine.optimize(loss_D, self.opt_D)
             if c.constraint == "clip":
@@ -104,9 +110,11 @@ class WGANGP(GeneratorRecipe):
         z = torch.randn(real.shape[0], c.latent_dim, device=real.device)
         with self.engine.frozen(self.D):  # G's step needs gradients through D, not for D's weights
             with self.engine.autocast():
-                loss_G = -self.D(self.G(z)).mean()
+                fake = self.G(z)
+                loss_G = self.generator_objective(-self.D(self.augment(fake)).mean(), real, fake)
             self.engine.optimize(loss_G, self.opt_G)
-        metrics = {"G": loss_G.detach(), "D": loss_D.detach(), "W": wasserstein.detach()}
+        logged = self.after_step(real_scores)
+        metrics = {"G": loss_G.detach(), "D": loss_D.detach(), "W": wasserstein.detach(), **logged}
         if c.constraint == "gp":
             metrics["GP"] = penalty.detach()
         return metrics

@@ -255,6 +255,28 @@ def check_fits(path: Path, name: str, module: nn.Module) -> None:
             )
 
 
+def differences(path: Path, name: str, module: nn.Module) -> list[str]:
+    """How the file's network `name` differs from `module`, tensor by tensor, from the header alone: e.g.
+    "G.down.6.weight is missing in the file" or "G.up.0.weight: [8, 16, 4, 4] in the file, [16, 32, 4, 4] here".
+    Empty when names and shapes are exactly the module's."""
+    prefix = f"{name}."
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        stored = {
+            key[len(prefix) :]: list(handle.get_slice(key).get_shape())
+            for key in handle.keys()  # noqa: SIM118 (not iterable)
+            if key.startswith(prefix)
+        }
+    expected = {key: list(value.shape) for key, value in module.state_dict().items()}
+    out = [
+        f"{name}.{key}: {stored[key]} in the file, {shape} here"
+        for key, shape in expected.items()
+        if key in stored and stored[key] != shape
+    ]
+    out += [f"{name}.{key} is missing in the file" for key in expected if key not in stored]
+    out += [f"{name}.{key} is in the file, not in this network" for key in stored if key not in expected]
+    return out
+
+
 def _some(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
 

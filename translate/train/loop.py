@@ -1,4 +1,5 @@
-"""The training loop every recipe shares: steps, logs, previews, checkpoints, exact resume, signals, NaN guard."""
+"""The training loop every recipe shares: steps, logs, curves, previews, checkpoints, exact resume, signals, NaN
+guard."""
 
 from __future__ import annotations
 
@@ -12,16 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -29,10 +23,13 @@ from translate.config import to_dict
 from translate.data.folders import CounterSampler, default_num_workers, to_model_range
 from translate.errors import ConfigError
 from translate.files import atomic_write
-from translate.imageio import make_grid, save_image, to_uint8
+from translate.imageio import label_rows, make_grid, save_image, to_uint8
 from translate.recipes.base import Phase, Recipe, TrainingData, phase_at, phase_starts, single_phase
 from translate.train import checkpoint
+from translate.train.curves import TensorBoard, losses_of, plot_losses, tensorboard_wanted
+from translate.train.ema import GeneratorEMA
 from translate.train.engine import Engine
+from translate.train.progress import training_progress
 
 
 class TrainingStopped(RuntimeError):
@@ -73,6 +70,27 @@ class Trainer:
         self._stop_signal: str | None = None
         self._last_saved: Path | None = None
         self._resumed_samples = (0, 0)  # (step, sample counter) the run started from
+        self.ema = self._ema()
+        self._ema_from_generators = True  # until a checkpoint with averages is restored
+
+    def _ema(self) -> GeneratorEMA | None:
+        """The generators' moving average when train.ema_half_life is set (translate.train.ema)."""
+        from translate.recipes import get_recipe
+
+        cfg = self.config.train
+        if not cfg.ema_half_life:
+            return None
+        names = set(get_recipe(self.recipe.name).directions.values())
+        return GeneratorEMA(self._generators(names), cfg.ema_half_life, cfg.ema_rampup or None)
+
+    def _generators(self, names: set[str] | None = None) -> dict[str, torch.nn.Module]:
+        """The recipe's generator modules (unwrapped) by checkpoint name."""
+        names = names if names is not None else set(self.ema.averages) if self.ema else set()
+        return {name: module for name, module in self.recipe.modules().items() if name in names}
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """What a checkpoint holds: the recipe's networks and the generators' averages."""
+        return {**self.recipe.modules(), **(self.ema.modules() if self.ema else {})}
 
     # -- phases --------------------------------------------------------------------------------------------
     def _check_phases(self) -> None:
@@ -124,7 +142,7 @@ class Trainer:
             recipe=self.recipe.name,
             config=to_dict(self.config),
             step=step,
-            modules=self.recipe.modules(),
+            modules=self._modules(),
             optimizers=optimizers,
             extra=self.recipe.extra_state(),
             rng=self.engine.rng_state(),
@@ -139,7 +157,7 @@ class Trainer:
     def restore(self, ckpt: checkpoint.Checkpoint) -> int:
         """Load a checkpoint into the recipe; returns the step to continue from."""
         optimizers = self.recipe.optimizers()
-        extra, rng = checkpoint.restore(ckpt, modules=self.recipe.modules(), optimizers=optimizers)
+        extra, rng = checkpoint.restore(ckpt, modules=self._resumable(ckpt), optimizers=optimizers)
         self.recipe.load_extra_state(extra)
         self.engine.load_rng_state(rng)
         if not self.engine.is_main:  # the saved RNG state is rank 0's; the others draw their own noise
@@ -149,6 +167,17 @@ class Trainer:
         # Runs saved before the counter was recorded consumed step × batch samples (one process).
         self._resumed_samples = (ckpt.step, ckpt.meta["info"].get("samples", ckpt.step * self.config.train.batch_size))
         return ckpt.step
+
+    def _resumable(self, ckpt: checkpoint.Checkpoint) -> dict[str, torch.nn.Module]:
+        """The modules to load on resume; averages a run saved without EMA start from its generators."""
+        stored = set(ckpt.meta.get("modules", []))
+        modules = self._modules()
+        averages = self.ema.modules() if self.ema else {}
+        missing = [name for name in averages if name not in stored]
+        self._ema_from_generators = bool(missing)
+        if missing:
+            self.console.print(f"note: {ckpt.path.name} holds no generator average; EMA starts from its generators")
+        return {name: module for name, module in modules.items() if name not in missing}
 
     def _samples(self, step: int) -> int:
         """The sample counter after `step` steps: where a resumed run's data stream continues.
@@ -164,14 +193,42 @@ class Trainer:
         return samples
 
     # -- outputs -------------------------------------------------------------------------------------------
-    def write_preview(self, step: int) -> Path:
+    def write_preview(self, step: int) -> np.ndarray:
+        """Write `previews/step_N.png`, one labelled row per preview row of the recipe; returns the grid."""
         inputs = self.engine.to_device(self.data.preview)
-        rows = self.recipe.preview(inputs)  # list of (N, C, H, W)
-        columns = rows[0].shape[0]
-        images = to_uint8(torch.cat([r.float().cpu() for r in rows]).numpy())
-        path = self.run_dir / "previews" / f"step_{step:08d}.png"
-        save_image(path, make_grid(images, ncols=columns))
-        return path
+        with self.ema.swapped_in(self._generators()) if self.ema else contextlib.nullcontext():
+            rows = self.recipe.preview(inputs)  # (label, (N, C, H, W)) per row: the averages' samples
+        columns, height = rows[0][1].shape[0], rows[0][1].shape[2]
+        images = to_uint8(torch.cat([r.float().cpu() for _, r in rows]).numpy())
+        grid = make_grid(images, ncols=columns)
+        labels = [label for label, _ in rows]
+        if any(labels):
+            grid = label_rows(grid, labels, height)
+        save_image(self.run_dir / "previews" / f"step_{step:08d}.png", grid)
+        return grid
+
+    def _log_record(self, step: int, sums: dict[str, Tensor], window_steps: int, elapsed: float) -> dict[str, Any]:
+        """One metrics.jsonl record: the window's mean losses, the learning rates, speed, samples and time."""
+        in_phase = {"phase": self.phase(step - 1)} if len(self.phases) > 1 else {}
+        losses = {k: float(v) / window_steps for k, v in sums.items()}
+        # The rates train_step set for this step (a pure function of the step), one per optimiser.
+        rates = {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in self.recipe.optimizers().items()}
+        return {
+            "step": step,
+            **in_phase,
+            **losses,
+            **rates,
+            "it_s": window_steps / max(elapsed, 1e-9),
+            "images": self._samples(step),  # training samples drawn so far, by every process together
+            "time": round(time.time(), 3),  # wall clock (Unix seconds), as TensorBoard's walltime
+        }
+
+    def _refresh_curves(self, tensorboard: TensorBoard | None, step: int, grid: np.ndarray) -> None:
+        """At a preview: redraw losses.png from the whole log, and send the grid to TensorBoard."""
+        title = f"{self.recipe.name}: {self.run_dir.name}, step {step}"
+        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png", self.recipe.loss_groups, title)
+        if tensorboard is not None:
+            tensorboard.image(step, grid)
 
     # -- loop ----------------------------------------------------------------------------------------------
     def _batches(self, start_step: int, total: int) -> Iterator[dict[str, Tensor]]:
@@ -244,26 +301,37 @@ class Trainer:
         check_every = 1 if self.engine.device.type == "cpu" and not distributed else cfg.log_every
         sums: dict[str, Tensor] = {}
         window_start, window_steps = time.perf_counter(), 0
-        shown = rate = ""
+        shown: list[str] = []
+        rate = ""
         if start_step == 0:  # noise, labels, dropout: seeded here; a resumed run has restored its saved RNG state
             self.engine.seed(cfg.seed)
+        if self.ema is not None and self._ema_from_generators:
+            self.ema.reset(self._generators())  # from the weights training starts with (fresh, --init or resumed)
         log_path = self.run_dir / "metrics.jsonl"
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if start_step:  # steps after the checkpoint that a crash had logged are logged again from here on
                 _trim_log(log_path, start_step)
-        batches = self._batches(start_step, total)
+        tensorboard = TensorBoard(self.run_dir, start_step) if writer and tensorboard_wanted(cfg.tensorboard) else None
         with (
             self.engine.backend_settings(),
             self._signals(),
-            _progress(self.console, enabled=self.progress and writer) as bar,
+            training_progress(self.console, enabled=self.progress and writer) as bar,
             open(log_path, "a", encoding="utf-8") if writer else contextlib.nullcontext() as log,
+            contextlib.closing(tensorboard) if tensorboard is not None else contextlib.nullcontext(),
+            # Closed here, so the loader's worker processes stop when training does, not at interpreter exit (where
+            # joining them could hang).
+            contextlib.closing(self._batches(start_step, total)) as batches,
         ):
-            task = bar.add_task("training", total=cfg.steps, completed=start_step, losses="", rate="")
+            task = bar.add_task("train", total=cfg.steps, completed=start_step, losses=[], rate="")
             for step in range(start_step, total):
                 batch = to_model_range(self.engine.to_device(next(batches)))  # uint8 -> [-1, 1] on the device
                 metrics = self.recipe.train_step(batch, step)
                 done = step + 1
+                if self.ema is not None:  # images per generator update: a critic's extra batches do not count
+                    per = self.recipe.batches_per_step
+                    batch_images = self.samples_per_step(self.phase(step)) // per
+                    self.ema.update(self._generators(), batch_images, self._samples(done) // per)
                 for key, value in metrics.items():
                     value = value.float()  # bf16/fp16 losses would lose digits when summed over a window
                     sums[key] = sums[key] + value if key in sums else value
@@ -275,22 +343,21 @@ class Trainer:
                     sums = self.engine.all_mean(sums)  # every rank sees the same values and stops together
                     self._check_finite(sums, done, window_steps if check_every > 1 else 1)
                 if done % cfg.log_every == 0 or done == total or phase_ends:
-                    elapsed = time.perf_counter() - window_start
-                    record = {k: float(v) / window_steps for k, v in sums.items()}
-                    in_phase = {"phase": self.phase(step)} if len(self.phases) > 1 else {}
-                    record = {"step": done, **in_phase, **record, "it_s": window_steps / max(elapsed, 1e-9)}
+                    record = self._log_record(done, sums, window_steps, time.perf_counter() - window_start)
                     rate = f"{record['it_s']:.2f} it/s"
-                    shown = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("step", "phase", "it_s"))
+                    shown = [f"{k} {v:.3f}" for k, v in losses_of(record).items()]
                     if writer:
                         log.write(json.dumps(record) + "\n")
                         log.flush()
+                        if tensorboard is not None:
+                            tensorboard.scalars(record)
                         if not bar.live.is_started:  # no terminal: one plain line per log step instead of a bar
-                            line = f"step {done}/{cfg.steps} {shown} ({rate})"
+                            line = f"step {done}/{cfg.steps} {' '.join(shown)} ({rate})"
                             self.console.print(line, highlight=False, soft_wrap=True)
                     sums, window_start, window_steps = {}, time.perf_counter(), 0
                 bar.update(task, completed=done, losses=shown, rate=rate)
                 if writer and (done % cfg.preview_every == 0 or done == total):
-                    self.write_preview(done)
+                    self._refresh_curves(tensorboard, done, self.write_preview(done))
                 # Under DDP a stop request is shared at check steps, so that every rank stops after the same step.
                 stopping = self._stop_signal is not None
                 if distributed:
@@ -352,21 +419,3 @@ def _ignore_interrupts(worker_id: int) -> None:
     # fail before it could save.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-@contextmanager
-def _progress(console: Console, *, enabled: bool) -> Iterator[Progress]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TextColumn("[cyan]{task.fields[losses]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (enabled and console.is_terminal),
-    )
-    with progress:
-        yield progress
