@@ -43,6 +43,7 @@ MAX_UNET_DEPTH = 12  # U-Net levels: log2(MAX_IMAGE_SIZE), where the bottleneck 
 MAX_PATCHGAN_LAYERS = 10  # strided PatchGAN layers: 3 × 2**10 px patches, the most a MAX_IMAGE_SIZE crop fits
 MAX_POOL = 1000  # CycleGAN's history of generated images, each kept in memory: the paper keeps 50
 MAX_CRITIC = 100  # WGAN critic updates per generator update, each a data batch: the paper uses 5
+MAX_EVAL_IMAGES = 100_000  # images per evaluation while training, held in memory: FID's papers use 50,000
 
 
 def check_size(name: str, value: int | None, low: int, high: int) -> None:
@@ -99,6 +100,12 @@ class TrainConfig:
     tensorboard: bool | None = None  # TensorBoard events in the run folder; None: when tensorboard is installed
     ema_half_life: int = 0  # images; > 0 keeps a moving average of the generators (Karras et al.), used to deploy
     ema_rampup: float = 0.05  # the EMA half-life is at most this times the images seen (StyleGAN2-ADA); 0: none
+    eval_every: int = 0  # steps between FID/KID evaluations of the deployed weights (and the last step); 0: none
+    eval_features: str = "inception"  # the evaluations' feature network: inception, mnist or an .onnx file
+    # FID is biased upward at small n, but equally at every evaluation of a run, so 1,000 images rank its steps (in
+    # seconds on a GPU; KID, unbiased, over subsets of 500); figures to publish: `translate evaluate --n 50000`.
+    eval_n: int = 1000  # images generated (or translated) per evaluation, and at most as many real ones
+    eval_real: str | None = None  # folder of real images to compare with; None: the training (or held-out B) images
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "log_every", "preview_every", "checkpoint_every"):
@@ -108,6 +115,9 @@ class TrainConfig:
             raise ConfigError("steps and keep_checkpoints must be >= 0")
         if self.ema_half_life < 0 or not 0 <= self.ema_rampup <= 1:
             raise ConfigError("ema_half_life must be >= 0 (0: no EMA) and ema_rampup in [0, 1]")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0 (0: no evaluation), got {self.eval_every}")
+        check_size("eval_n", self.eval_n, 2, MAX_EVAL_IMAGES)  # FID needs 2 images a side
         check_size("batch_size", self.batch_size, 1, MAX_BATCH)
 
 

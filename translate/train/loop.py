@@ -29,6 +29,7 @@ from translate.train import checkpoint
 from translate.train.curves import TensorBoard, losses_of, plot_losses, tensorboard_wanted
 from translate.train.ema import GeneratorEMA
 from translate.train.engine import Engine
+from translate.train.periodic_eval import PeriodicEval, best_after_resume, generator_names, save_best, stale_best_note
 from translate.train.progress import training_progress
 
 
@@ -72,6 +73,9 @@ class Trainer:
         self._resumed_samples = (0, 0)  # (step, sample counter) the run started from
         self.ema = self._ema()
         self._ema_from_generators = True  # until a checkpoint with averages is restored
+        # Built (feature network, real features) before the first step, so a bad setting or a failed download stops
+        # the run at once rather than at the first evaluation.
+        self.evaluation = self._evaluation()
 
     def _ema(self) -> GeneratorEMA | None:
         """The generators' moving average when train.ema_half_life is set (translate.train.ema)."""
@@ -82,6 +86,15 @@ class Trainer:
             return None
         names = set(get_recipe(self.recipe.name).directions.values())
         return GeneratorEMA(self._generators(names), cfg.ema_half_life, cfg.ema_rampup or None)
+
+    def _evaluation(self) -> PeriodicEval | None:
+        """FID/KID every train.eval_every steps (translate.train.periodic_eval); rank 0 alone evaluates."""
+        from translate.recipes import get_recipe
+
+        if not self.config.train.eval_every or not self.engine.is_main:
+            return None
+        spec = get_recipe(self.recipe.name)
+        return PeriodicEval(spec, self.config, self.data, self.engine.device, self.console)
 
     def _generators(self, names: set[str] | None = None) -> dict[str, torch.nn.Module]:
         """The recipe's generator modules (unwrapped) by checkpoint name."""
@@ -146,7 +159,12 @@ class Trainer:
             optimizers=optimizers,
             extra=self.recipe.extra_state(),
             rng=self.engine.rng_state(),
-            info={**self.info, "samples": self._samples(step), "scalers": self.engine.scaler_state(optimizers)},
+            info={
+                **self.info,
+                **self._eval_info(),
+                "samples": self._samples(step),
+                "scalers": self.engine.scaler_state(optimizers),
+            },
         )
         keep = self.config.train.keep_checkpoints
         if keep:
@@ -164,9 +182,23 @@ class Trainer:
             self.engine.seed(self.config.train.seed + ckpt.step)
         self.engine.load_scaler_state(ckpt.meta["info"].get("scalers", {}), optimizers)
         self._last_saved = ckpt.path
+        if self.evaluation is not None:
+            self._restore_best(ckpt)
         # Runs saved before the counter was recorded consumed step × batch samples (one process).
         self._resumed_samples = (ckpt.step, ckpt.meta["info"].get("samples", ckpt.step * self.config.train.batch_size))
         return ckpt.step
+
+    def _eval_info(self) -> dict[str, Any]:
+        """What a checkpoint records of the evaluations: the best FID so far, which a resumed run compares with."""
+        best = self.evaluation.best if self.evaluation is not None else None
+        return {"eval_best": best.to_info()} if best is not None else {}
+
+    def _restore_best(self, ckpt: checkpoint.Checkpoint) -> None:
+        assert self.evaluation is not None
+        self.evaluation.best = best = best_after_resume(ckpt.meta["info"], self.run_dir, ckpt.step)
+        note = stale_best_note(self.run_dir, best, ckpt.step)
+        if note is not None:
+            self.console.print(note, highlight=False, soft_wrap=True)
 
     def _resumable(self, ckpt: checkpoint.Checkpoint) -> dict[str, torch.nn.Module]:
         """The modules to load on resume; averages a run saved without EMA start from its generators."""
@@ -229,6 +261,37 @@ class Trainer:
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png", self.recipe.loss_groups, title)
         if tensorboard is not None:
             tensorboard.image(step, grid)
+
+    def _evaluate(self, step: int, log: Any, tensorboard: TensorBoard | None) -> float:
+        """One evaluation (rank 0): log it, print its line, keep best.safetensors; returns the seconds it took."""
+        assert self.evaluation is not None
+        from translate.recipes import get_recipe
+
+        started = time.perf_counter()
+        spec = get_recipe(self.recipe.name)
+        live = self._generators(set(spec.directions.values()))
+        deployed = dict(self.ema.averages) if self.ema is not None else live  # what export/apply/sample would use
+        record = self.evaluation.evaluate(deployed, step)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if tensorboard is not None:
+            tensorboard.scalars(record)
+        if self.evaluation.improved(record):
+            modules = self._modules()
+            names = generator_names(spec, self.ema is not None)
+            save_best(
+                self.run_dir,
+                recipe=self.recipe.name,
+                config=self.config,
+                step=step,
+                modules={name: module for name, module in modules.items() if name in names},
+                record=record,
+                info=self.info,
+            )
+        self.console.print(self.evaluation.line(record), highlight=False, soft_wrap=True)
+        title = f"{self.recipe.name}: {self.run_dir.name}, step {step}"
+        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png", self.recipe.loss_groups, title)
+        return time.perf_counter() - started
 
     # -- loop ----------------------------------------------------------------------------------------------
     def _batches(self, start_step: int, total: int) -> Iterator[dict[str, Tensor]]:
@@ -358,6 +421,9 @@ class Trainer:
                 bar.update(task, completed=done, losses=shown, rate=rate)
                 if writer and (done % cfg.preview_every == 0 or done == total):
                     self._refresh_curves(tensorboard, done, self.write_preview(done))
+                # At the run's own last step, not at an early stop_at, so a split run evaluates where a whole one does.
+                if self.evaluation is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+                    window_start += self._evaluate(done, log, tensorboard)  # its time is not the next window's it/s
                 # Under DDP a stop request is shared at check steps, so that every rank stops after the same step.
                 stopping = self._stop_signal is not None
                 if distributed:
