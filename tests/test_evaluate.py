@@ -275,6 +275,19 @@ def test_classified_reports_shares_without_requested_classes() -> None:
     assert exact["accuracy"] == 0.75 and exact["per_class"] == {"a": 0.5, "b": 1.0} and exact["min_class"] == 0.5
 
 
+def test_code_purity_maps_each_value_to_its_majority_class() -> None:
+    values = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    predicted = np.array([3, 3, 3, 1, 1, 1, 0, 1, 3, 3])
+    found = evaluate.code_purity(predicted, values, 4, ("a", "b", "c", "d"))
+    # value 0: 3 of 4 are "d"; value 1: 3 of 4 "b"; value 2: both "d"; value 3 never drawn.
+    assert found["values"] == {
+        "0": {"class": "d", "share": 0.75, "n": 4},
+        "1": {"class": "b", "share": 0.75, "n": 4},
+        "2": {"class": "d", "share": 1.0, "n": 2},
+    }
+    assert found["purity"] == pytest.approx(8 / 10) and found["distinct"] == 2
+
+
 # ------------------------------------------------------------------------------------------------ translators
 
 

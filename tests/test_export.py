@@ -21,6 +21,7 @@ from translate.cli import app
 from translate.config import apply_overrides, to_dict
 from translate.deploy.models import load_generator
 from translate.deploy.runtime import create_session, cuda_devices, physical_cores
+from translate.deploy.sampling import random_feeds
 from translate.recipes import RECIPES
 from translate.train import checkpoint
 from translate.train.engine import Engine
@@ -124,7 +125,7 @@ def test_every_recipe_exports_with_metadata_and_dynamic_shapes(
     assert where == "CPU"
     spec = RECIPES[recipe]
     generator = spec.is_generator
-    module, _ = load_generator(source, spec.default_direction)
+    module, description = load_generator(source, spec.default_direction)
     rng = np.random.default_rng(5)
     with torch.inference_mode():
         if generator:
@@ -136,6 +137,7 @@ def test_every_recipe_exports_with_metadata_and_dynamic_shapes(
             if spec.data == "classes":
                 assert inputs["label"]["classes"] == list(CLASSES) and inputs["label"]["kind"] == "class"
                 feeds["label"] = np.array([0, 1, 2, 2, 1, 0, 1], dtype=np.int64)
+            feeds = random_feeds(description, 7, rng) | feeds  # any other input (InfoGAN's codes) from its prior
             assert [i.name for i in session.get_inputs()] == list(inputs)
             expected = module(**{name: torch.from_numpy(value) for name, value in feeds.items()}).numpy()
             got = session.run(None, feeds)[0]

@@ -64,6 +64,7 @@ class ExportFormat(str, Enum):
     openvino = "openvino"
 
 
+CODE_HELP = "infogan: fix a latent code, NAME=VALUE (e.g. cat=3 or c1=0.5); repeatable. Others are drawn at random."
 BACKEND_HELP = (
     "What runs an exported model: onnxruntime, openvino, or auto (OpenVINO on x86 CPUs when it is installed, else "
     "ONNX Runtime). An OpenVINO .xml always runs on OpenVINO; checkpoints run on PyTorch."
@@ -374,6 +375,7 @@ def sample(
     truncation: Annotated[float | None, typer.Option(help="Redraw latent entries beyond ±T.")] = None,
     latents: Annotated[Path | None, typer.Option(help="Reuse latents saved with --save-latents (.npy).")] = None,
     save_latents: Annotated[Path | None, typer.Option(help="Save the latents used to this .npy file.")] = None,
+    code: Annotated[list[str] | None, typer.Option("--code", metavar="NAME=VALUE", help=CODE_HELP)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = Backend.auto,
 ) -> None:
@@ -392,6 +394,7 @@ def sample(
             truncation=truncation,
             latents_file=latents,
             save_latents_file=save_latents,
+            codes=code or [],
         )
         where = paths[0] if len(paths) == 1 else f"{len(paths)} files in {out}"
         err.print(f"{sampler.description}: wrote {where}", highlight=False, soft_wrap=True)
@@ -415,10 +418,22 @@ def interpolate(
     arithmetic: Annotated[
         str | None, typer.Option(help="Latent arithmetic on saved latents: a.npy-b.npy+c.npy.")
     ] = None,
+    code: Annotated[list[str] | None, typer.Option("--code", metavar="NAME=VALUE", help=CODE_HELP)] = None,
+    walk: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="infogan: sweep the continuous code NAME along each row, one row per categorical value, z fixed "
+            "(--steps columns; a .png grid or a .gif).",
+        ),
+    ] = None,
+    walk_range: Annotated[
+        str | None, typer.Option("--range", metavar="LOW,HIGH", help="The span of --walk (default -2,2).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = Backend.auto,
 ) -> None:
-    """Walk through latent space (or between classes) and save an animation or a strip."""
+    """Walk through latent space (or between classes, or along a latent code) and save an animation or a strip."""
     with _errors():
         from translate.deploy.models import load_sampler
         from translate.deploy.sampling import run_interpolate
@@ -435,6 +450,9 @@ def interpolate(
             labels=labels,
             label=label,
             arithmetic_expression=arithmetic,
+            codes=code or [],
+            walk_code=walk,
+            walk_range=walk_range,
         )
         err.print(f"{sampler.description}: wrote {out}", highlight=False, soft_wrap=True)
 

@@ -19,11 +19,15 @@ from typing import Literal
 
 from translate.errors import ModelError, OnnxModelError
 
-FORMAT_VERSION = 2  # 2: generator inputs by name; 1: latent_dim and class_names keys
+# 3: latent codes (input kinds categorical and uniform); 2: generator inputs by name; 1: latent_dim and class_names
+# keys. A file is written with the lowest version that holds it, so models without codes stay readable by older
+# versions.
+FORMAT_VERSION = 3
 ModelKind = Literal["translator", "generator"]
-InputKind = Literal["normal", "class"]
-_INPUT_KINDS = ("normal", "class")
-_DTYPES = {"normal": "float32", "class": "int64"}
+InputKind = Literal["normal", "class", "categorical", "uniform"]
+_INPUT_KINDS = ("normal", "class", "categorical", "uniform")
+CODE_KINDS = ("categorical", "uniform")  # InfoGAN's latent codes
+_DTYPES = {"normal": "float32", "class": "int64", "categorical": "int64", "uniform": "float32"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,8 @@ class GeneratorInput:
     """One named input of a generator, per sample (the batch axis comes first and is not part of `shape`).
 
     kind "normal": float32 vectors drawn from N(0, I) (the latent z, shape (dim,)); kind "class": int64 class
-    indices, shape (), into `classes`.
+    indices, shape (), into `classes`. Latent codes (InfoGAN): kind "categorical", int64 indices, shape (), uniform
+    over `classes` (the values' names, "0" to "K-1"); kind "uniform", float32 values drawn from U(-1, 1).
     """
 
     name: str
@@ -92,6 +97,11 @@ class ModelDescription:
         return next((item for item in self.inputs if item.kind == "class"), None)
 
     @property
+    def codes(self) -> tuple[GeneratorInput, ...]:
+        """The latent codes (InfoGAN's c), in call order; empty for other generators."""
+        return tuple(item for item in self.inputs if item.kind in CODE_KINDS)
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         label = self.class_input
         return label.classes if label is not None else ()
@@ -99,7 +109,7 @@ class ModelDescription:
     def to_metadata(self) -> dict[str, str]:
         """The ONNX `metadata_props` (string → string) of an export."""
         props = {
-            "format_version": str(FORMAT_VERSION),
+            "format_version": str(FORMAT_VERSION if self.codes else 2),
             "kind": self.kind,
             "recipe": self.recipe,
             "direction": self.direction,

@@ -11,7 +11,8 @@ compare the two feature sets:
 
 The statistics are torch-fidelity's (the library the FID network comes from), fed features from any network.
 Also, when they apply: per-class figures (class-conditional generators, `--real` with one folder per class), the
-share of samples a classifier-headed feature network assigns to the requested class, paired per-image L1 / PSNR /
+share of samples a classifier-headed feature network assigns to the requested class (for InfoGAN's categorical
+codes: each value's majority class and the purity), paired per-image L1 / PSNR /
 SSIM / ink IoU (translators, files in INPUT and `--real` that share names, beside "output = input"), and a
 memorisation check: each sample's nearest training image in feature space, against held-out real images' nearest.
 """
@@ -176,6 +177,28 @@ def classified(predicted: np.ndarray, requested: np.ndarray | None, classes: tup
     }
 
 
+def code_purity(predicted: np.ndarray, values: np.ndarray, size: int, classes: tuple[str, ...]) -> dict[str, Any]:
+    """How well one categorical latent code (InfoGAN's) names a class: for each of its `size` values, the class
+    predicted most often among the samples drawn with it (`values`) and that class's share; `purity`, the share of
+    all samples whose predicted class is the majority class of their value (the InfoGAN paper's 5% error: 0.95);
+    `distinct`, how many different classes the values map to."""
+    table: dict[str, dict[str, Any]] = {}
+    agreeing = 0
+    for value in range(size):
+        found = predicted[values == value]
+        if not len(found):
+            continue
+        counts = np.bincount(found, minlength=len(classes))
+        majority = int(counts.argmax())
+        agreeing += int(counts[majority])
+        table[str(value)] = {"class": classes[majority], "share": float(counts[majority] / len(found)), "n": len(found)}
+    return {
+        "purity": agreeing / max(len(predicted), 1),
+        "distinct": len({row["class"] for row in table.values()}),
+        "values": table,
+    }
+
+
 # ------------------------------------------------------------------------------------------------ generators
 
 
@@ -225,6 +248,12 @@ def evaluate_generator(
     if fake.predicted is not None and (mapping is not None or not classes):
         wanted = mapping[requested] if mapping is not None else None
         report["classified"] = classified(fake.predicted, wanted, network.classes)
+    if fake.predicted is not None:  # InfoGAN's categorical codes, each against the classes it picked up
+        report["codes"] = {
+            code.name: code_purity(fake.predicted, feeds[code.name], len(code.classes), network.classes)
+            for code in model.codes
+            if code.kind == "categorical"
+        }
     if train_dir is not None:
         train = load_folder(train_dir, network.channels, what="--memorization")
         train_found = extract(network, stacks(train.images), tick("training", len(train.images)))
@@ -455,6 +484,10 @@ def report_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
         else:
             shares = ", ".join(f"{c} {s:.1%}" for c, s in found["share"].items())
             rows.append(("classes drawn", f"{shares} (lowest {found['min_share']:.1%})"))
+    for name, found in report.get("codes", {}).items():
+        rows.append((f"code {name}: purity", f"{found['purity']:.2%} ({found['distinct']} distinct classes)"))
+        mapped = ", ".join(f"{v}→{row['class']} {row['share']:.0%}" for v, row in found["values"].items())
+        rows.append((f"code {name}: value → class", mapped))
     if "paired" in report:
         p = report["paired"]
         for metric, label, fmt in (("l1", "L1", ".4f"), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f")):

@@ -2,8 +2,9 @@
 
 Translators take `image` float32 (N, C, H, W) with N, H and W dynamic (H and W multiples of the network's stride;
 `translate apply` pads and crops around that) and return `output`. Generators take their declared inputs by name
-(`ModelDescription.inputs`: `z` float32 (N, latent_dim), plus `label` int64 (N,) when class-conditional), each
-with a dynamic batch axis, and return `image`. Values are in [-1, 1] on both sides. The model description is
+(`ModelDescription.inputs`: `z` float32 (N, latent_dim), plus `label` int64 (N,) when class-conditional, or
+InfoGAN's codes, `cat` int64 (N,) and `c1`, `c2`, ... float32 (N,)), each with a dynamic batch axis, and return
+`image`. Values are in [-1, 1] on both sides. The model description is
 written into the file's `metadata_props`.
 
 A class input's graph is the network fed by an `embedding` tensor, with a Gather from the initializer
@@ -171,15 +172,17 @@ def export(
 
 
 class _ByName(nn.Module):
-    """The generator called with its inputs by name (the exporter passes them positionally, in this order); a
-    class input is replaced by its `embedding` (the label lookup is prepended to the graph afterwards)."""
+    """The generator called with its inputs by name; a class input is replaced by its `embedding` (the label lookup
+    is prepended to the graph afterwards). The exporter gets them as keyword arguments, so its graph's placeholders
+    carry the input names from the start and its own value names steer clear of them (given positionally and
+    renamed afterwards, an input `cat` collided with the value of the generator's `torch.cat`)."""
 
-    def __init__(self, generator: nn.Module, names: list[str]) -> None:
+    def __init__(self, generator: nn.Module) -> None:
         super().__init__()
-        self.generator, self.names = generator, names
+        self.generator = generator
 
-    def forward(self, *values: torch.Tensor) -> torch.Tensor:
-        return self.generator(**dict(zip(self.names, values, strict=True)))
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.generator(**inputs)
 
 
 def _to_onnx(
@@ -220,15 +223,22 @@ def _to_onnx(
         index = names.index(label.name)
         names[index] = "embedding"
         values[index] = torch.from_numpy(table[[0, len(label.classes) - 1]])
-    shapes = (tuple({0: batch} for _ in names),)  # forward(*values): one entry holding every input
-    proto = _dynamo_export(_ByName(module, names), tuple(values), shapes, names, ["image"], opset)
+    shapes = {"inputs": {name: {0: batch} for name in names}}  # forward(**inputs): one entry holding every input
+    example = dict(zip(names, values, strict=True))
+    proto = _dynamo_export(_ByName(module), (), shapes, names, ["image"], opset, example)
     if label is not None and table is not None:
         _prepend_label_lookup(proto, table, label.name)
     return proto, [random_feeds(model, n, rng) for n in (2, 5)]
 
 
 def _dynamo_export(
-    module: nn.Module, example: tuple, shapes: tuple, inputs: list[str], outputs: list[str], opset: int
+    module: nn.Module,
+    example: tuple,
+    shapes: tuple | dict,
+    inputs: list[str],
+    outputs: list[str],
+    opset: int,
+    named: dict[str, torch.Tensor] | None = None,
 ) -> onnx.ModelProto:
     # The exporter prints progress and raises warnings meant for its developers; a failure still raises.
     with (
@@ -242,6 +252,7 @@ def _dynamo_export(
                 module,
                 example,
                 None,
+                kwargs=named,
                 dynamo=True,
                 input_names=inputs,
                 output_names=outputs,

@@ -1,14 +1,20 @@
 """Sampling and latent-space walks for generators, independent of the backend that runs them (no torch).
 
 A `Sampler` maps feeds named after the generator's declared inputs (`model.inputs`: the latent z (N, dim)
-float32, and class labels (N,) int64 for conditional models) to images (N, C, H, W) in [-1, 1]. Feeds are built
-from that declaration, so a generator with another input needs no change here. Latents are standard normal; walks
-use spherical interpolation by default, which keeps Gaussian latents at their typical norm (White 2016, "Sampling
-Generative Networks").
+float32, class labels (N,) int64 for conditional models, InfoGAN's codes (N,) each) to images (N, C, H, W) in
+[-1, 1]. Feeds are built from that declaration, so a generator with another input needs no change here. Latents
+are standard normal; walks use spherical interpolation by default, which keeps Gaussian latents at their typical
+norm (White 2016, "Sampling Generative Networks").
+
+Latent codes (InfoGAN, Chen et al. 2016) are drawn from their priors unless `--code NAME=VALUE` fixes them;
+`--walk NAME` draws the paper's figure: one row per value of the categorical code, the continuous code NAME swept
+along each row (-2 to 2 by default, beyond the training range [-1, 1] as the paper's Figure 2), z fixed.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +25,11 @@ from translate.description import GeneratorInput, ModelDescription
 from translate.errors import SamplingError
 from translate.files import atomic_writer
 from translate.imageio import make_grid, save_image, to_uint8
+
+# Continuous codes are trained on [-1, 1]; the paper extrapolates to ±2. Values beyond ±CODE_LIMIT are refused as
+# almost certainly a typo (the generator never saw anything near them).
+CODE_LIMIT = 4.0
+WALK_RANGE = (-2.0, 2.0)  # the paper's Figure 2: c2 and c3 varied from -2 to 2
 
 
 class Sampler(Protocol):
@@ -33,9 +44,12 @@ class Sampler(Protocol):
 
 
 def draw(item: GeneratorInput, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n random values of one generator input: N(0, I) vectors, or class indices uniform over its classes."""
-    if item.kind == "class":
+    """n random values of one generator input from its prior: N(0, I) vectors, class (or category) indices uniform
+    over its classes, or U(-1, 1) values for a continuous code."""
+    if item.kind in ("class", "categorical"):
         return rng.integers(0, len(item.classes), n).astype(np.int64)
+    if item.kind == "uniform":
+        return rng.uniform(-1.0, 1.0, (n, *item.shape)).astype(np.float32)
     return rng.standard_normal((n, *item.shape), dtype=np.float32)
 
 
@@ -44,15 +58,128 @@ def random_feeds(model: ModelDescription, n: int, rng: np.random.Generator) -> d
     return {item.name: draw(item, n, rng) for item in model.inputs}
 
 
-def feeds_for(model: ModelDescription, z: np.ndarray, labels: np.ndarray | None, seed: int) -> dict[str, np.ndarray]:
-    """The generator's feeds: `z` for its latent, `labels` for its class input, any other input drawn from seed."""
+def feeds_for(
+    model: ModelDescription,
+    z: np.ndarray,
+    labels: np.ndarray | None,
+    seed: int,
+    codes: dict[str, np.ndarray | float | int] | None = None,
+) -> dict[str, np.ndarray]:
+    """The generator's feeds: `z` for its latent, `labels` for its class input, `codes` (a value for every sample,
+    or one for all) for the codes they name, any other input drawn from seed."""
     feeds = random_feeds(model, len(z), np.random.default_rng(seed + 1))
     feeds[model.latent.name] = z
     if model.class_input is not None:
         if labels is None:
             raise SamplingError("a class-conditional generator needs labels")
         feeds[model.class_input.name] = labels
+    dtypes = {item.name: item.dtype for item in model.inputs}
+    for name, value in (codes or {}).items():
+        feeds[name] = np.broadcast_to(np.asarray(value, dtype=dtypes[name]), (len(z),)).copy()
     return feeds
+
+
+# ----------------------------------------------------------------------------------------- latent codes
+
+
+def _describe_codes(model: ModelDescription) -> str:
+    """e.g. "cat (0 to 9), c1, c2 (continuous)"."""
+    cats = [f"{c.name} (0 to {len(c.classes) - 1})" for c in model.codes if c.kind == "categorical"]
+    conts = [c.name for c in model.codes if c.kind == "uniform"]
+    return ", ".join([*cats, *([", ".join(conts) + " (continuous)"] if conts else [])])
+
+
+def code_input(model: ModelDescription, name: str, option: str) -> GeneratorInput:
+    """The code called `name`; a model without codes, or a name it lacks, is a usage error naming `option`."""
+    if not model.codes:
+        raise SamplingError(f"{option} needs a model with latent codes (infogan); this {model.recipe} model has none")
+    for item in model.codes:
+        if item.name == name:
+            return item
+    close = difflib.get_close_matches(name, [c.name for c in model.codes], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise SamplingError(f"{option} {name}: no such code{hint}; this model's codes are {_describe_codes(model)}")
+
+
+def parse_codes(model: ModelDescription, given: list[str] | tuple[str, ...]) -> dict[str, int | float]:
+    """`--code NAME=VALUE` options → {name: value}: a category index, or a continuous code's value."""
+    fixed: dict[str, int | float] = {}
+    for text in given:
+        name, sep, value = text.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise SamplingError(f"--code {text}: write NAME=VALUE, e.g. --code cat=3 or --code c1=0.5")
+        item = code_input(model, name, "--code")
+        if name in fixed:
+            raise SamplingError(f"--code {name} is given twice")
+        fixed[name] = _code_value(item, value, f"--code {text}")
+    return fixed
+
+
+def _code_value(item: GeneratorInput, value: str, where: str) -> int | float:
+    if item.kind == "categorical":
+        last = len(item.classes) - 1
+        if not value.lstrip("-").isdigit() or not 0 <= int(value) <= last:
+            raise SamplingError(f"{where}: {item.name} is categorical and takes a whole number from 0 to {last}")
+        return int(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and abs(number) <= CODE_LIMIT):
+        raise SamplingError(
+            f"{where}: {item.name} is continuous and takes a number from -{CODE_LIMIT:g} to {CODE_LIMIT:g} "
+            "(trained on -1 to 1)"
+        )
+    return number
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """`--range LOW,HIGH` → (low, high), within ±CODE_LIMIT."""
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise SamplingError(f"--range {text}: write LOW,HIGH with LOW < HIGH, e.g. --range -2,2")
+    if max(abs(low), abs(high)) > CODE_LIMIT:
+        raise SamplingError(f"--range {text}: continuous codes take values from -{CODE_LIMIT:g} to {CODE_LIMIT:g}")
+    return low, high
+
+
+def held_codes(model: ModelDescription, fixed: dict[str, int | float], seed: int) -> dict[str, int | float]:
+    """Every code: the fixed ones as given, the others one draw from their priors (the same for every frame)."""
+    rng = np.random.default_rng(seed + 2)
+    return {item.name: fixed.get(item.name, draw(item, 1, rng)[0].item()) for item in model.codes}
+
+
+def code_walk(
+    sampler: Sampler, name: str, fixed: dict[str, int | float], *, steps: int, span: tuple[float, float], seed: int
+) -> tuple[np.ndarray, int]:
+    """The paper's figure: one row per value of the first categorical code not fixed (one row without one), the
+    continuous code `name` swept from span[0] to span[1] in `steps` columns, z and the other codes held.
+    → (uint8 images (rows · steps, H, W, C), rows)."""
+    model = sampler.model
+    item = code_input(model, name, "--walk")
+    if item.kind != "uniform":
+        conts = ", ".join(c.name for c in model.codes if c.kind == "uniform") or "none in this model"
+        raise SamplingError(
+            f"--walk {name}: a categorical code; its values are the rows of a walk. Walk a continuous code: {conts}"
+        )
+    if name in fixed:
+        raise SamplingError(f"--walk {name} and --code {name}=... exclude each other")
+    if steps < 2:
+        raise SamplingError("--walk needs at least 2 --steps along the row")
+    rows_code = next((c for c in model.codes if c.kind == "categorical" and c.name not in fixed), None)
+    row_values = np.arange(len(rows_code.classes)) if rows_code is not None else np.zeros(1, np.int64)
+    sweep = np.linspace(span[0], span[1], steps, dtype=np.float32)
+    codes: dict[str, np.ndarray | float | int] = dict(held_codes(model, fixed, seed))
+    codes[name] = np.tile(sweep, len(row_values))
+    if rows_code is not None:
+        codes[rows_code.name] = np.repeat(row_values, steps)
+    z = np.repeat(latents(1, model.latent.shape[0], seed), len(row_values) * steps, axis=0)
+    return generate(sampler, feeds_for(model, z, _labels_for(model, len(z), None), seed, codes)), len(row_values)
 
 
 def latents(n: int, dim: int, seed: int, truncation: float | None = None) -> np.ndarray:
@@ -195,22 +322,29 @@ def run_sample(
     truncation: float | None = None,
     latents_file: Path | None = None,
     save_latents_file: Path | None = None,
+    codes: list[str] | tuple[str, ...] = (),
 ) -> list[Path]:
-    """`translate sample`: n images as one near-square grid (FILE.png) or one PNG each (DIR/)."""
+    """`translate sample`: n images as one near-square grid (FILE.png) or one PNG each (DIR/). `codes`
+    (NAME=VALUE) fix latent codes; the others are drawn per sample."""
     model = sampler.model
     dim = model.latent.shape[0]
+    fixed: dict[str, np.ndarray | float | int] = dict(parse_codes(model, codes))
     if latents_file is not None:
         z = load_latents(latents_file, dim)
         n = len(z)
     else:
         z = latents(n, dim, seed, truncation)
-    images = generate(sampler, feeds_for(model, z, _labels_for(model, n, label), seed))
+    # A conditional grid gets one row per class when the spread allows it; so does a free categorical code.
+    rows = len(model.class_names) if label is None else 0
+    spread = next((c for c in model.codes if c.kind == "categorical" and c.name not in fixed), None)
+    if not model.class_names and spread is not None and n % len(spread.classes) == 0:
+        rows = len(spread.classes)
+        fixed[spread.name] = spread_labels(n, rows)
+    images = generate(sampler, feeds_for(model, z, _labels_for(model, n, label), seed, fixed))
     if save_latents_file is not None:
         save_latents(save_latents_file, z)
     as_dir = str(out).endswith(("/", "\\")) or out.is_dir() or not out.suffix
-    # A conditional grid gets one row per class when the spread allows it.
-    classes = len(model.class_names)
-    ncols = n // classes if classes and label is None and n % classes == 0 else None
+    ncols = n // rows if rows and n % rows == 0 else None
     return write_images(images, out, as_grid=not as_dir, ncols=ncols)
 
 
@@ -226,12 +360,34 @@ def run_interpolate(
     labels: str | None = None,
     label: str | None = None,
     arithmetic_expression: str | None = None,
+    codes: list[str] | tuple[str, ...] = (),
+    walk_code: str | None = None,
+    walk_range: str | None = None,
 ) -> Path:
-    """`translate interpolate`: a closed latent walk (or class walk) as a looping GIF or a PNG strip."""
+    """`translate interpolate`: a closed latent walk (or class walk) as a looping GIF or a PNG strip; with
+    `walk_code`, a latent code swept along rows (`code_walk`). `codes` (NAME=VALUE) fix codes; the others are held
+    at one draw."""
     if out.suffix.lower() not in (".gif", ".png"):
         raise SamplingError(f"--out {out}: use a .gif (animation) or .png (strip) file name")
     model = sampler.model
     dim = model.latent.shape[0]
+    fixed = parse_codes(model, codes)
+    if walk_range is not None and walk_code is None:
+        raise SamplingError("--range is the span of a --walk; give --walk NAME too")
+    if walk_code is not None:
+        if labels is not None or arithmetic_expression is not None or latents_file is not None:
+            raise SamplingError("--walk draws its own figure; it takes no --labels, --arithmetic or --latents")
+        span = parse_range(walk_range) if walk_range is not None else WALK_RANGE
+        images, rows = code_walk(sampler, walk_code, fixed, steps=steps, span=span, seed=seed)
+        if out.suffix.lower() == ".png":
+            save_image(out, make_grid(images, ncols=steps))
+        else:  # one frame per step along the sweep, every row in it
+            frames = images.reshape(rows, steps, *images.shape[1:]).swapaxes(0, 1)
+            scale = max(1, 128 // images.shape[1])
+            grids = np.stack([make_grid(frame, ncols=min(rows, 5)) for frame in frames])
+            save_animation(grids.repeat(scale, axis=1).repeat(scale, axis=2), out)
+        return out
+    held = held_codes(model, fixed, seed)  # a walk keeps its codes: only z moves
     if arithmetic_expression is not None:
         z = arithmetic(arithmetic_expression)
         if z.shape[1] != dim:
@@ -239,7 +395,7 @@ def run_interpolate(
         # The result and its neighbourhood (the paper shows the result with small perturbations).
         noise = latents(7, dim, seed) * 0.25
         z = np.concatenate([z, z + noise]).astype(np.float32)
-        images = generate(sampler, feeds_for(model, z, _labels_for(model, len(z), label), seed))
+        images = generate(sampler, feeds_for(model, z, _labels_for(model, len(z), label), seed, held))
         save_image(out.with_suffix(".png"), make_grid(images, ncols=len(images)))
         return out.with_suffix(".png")
 
@@ -251,14 +407,14 @@ def run_interpolate(
             raise SamplingError("--labels needs at least two classes, e.g. --labels 3,8")
         embeddings = walk(sampler.embed(classes), steps, "lerp")  # embeddings are not Gaussian: straight lines
         z = np.repeat(latents(1, dim, seed), len(embeddings), axis=0)
-        feeds = feeds_for(model, z, np.zeros(len(z), np.int64), seed)
+        feeds = feeds_for(model, z, np.zeros(len(z), np.int64), seed, held)
         del feeds[model.class_input.name]  # the embedding stands in for the label
         frames = to_uint8(sampler.from_embedding(feeds, embeddings))
     else:
         start = load_latents(latents_file, dim) if latents_file else latents(points, dim, seed)
         path = walk(start, steps, method)
         walk_label = label or ("0" if model.class_names else None)
-        frames = generate(sampler, feeds_for(model, path, _labels_for(model, len(path), walk_label), seed))
+        frames = generate(sampler, feeds_for(model, path, _labels_for(model, len(path), walk_label), seed, held))
 
     if out.suffix.lower() == ".png":
         save_image(out, make_grid(frames, ncols=steps))

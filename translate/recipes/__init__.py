@@ -6,7 +6,7 @@ import difflib
 import functools
 
 from translate.errors import CheckpointError, ConfigError
-from translate.recipes import cgan, cyclegan, dcgan, generation, pix2pix, wgan_gp
+from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, pix2pix, wgan_gp
 from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
 from translate.train.checkpoint import Checkpoint
 
@@ -78,6 +78,34 @@ RECIPES: dict[str, RecipeSpec] = {
         default_steps=epoch_steps,
         presets=cgan.PRESETS,
         generator_inputs=generation.generator_inputs,
+    ),
+    "infogan": RecipeSpec(
+        name="infogan",
+        summary="generation with interpretable latent codes, learned unsupervised (Chen et al. 2016)",
+        kind="generator",
+        data="images",
+        config_class=infogan.InfoGANConfig,
+        build=infogan.InfoGAN,
+        build_generator=infogan.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=infogan.make_data,
+        default_steps=epoch_steps,
+        presets=infogan.PRESETS,
+        generator_inputs=infogan.generator_inputs,
+    ),
+    "began": RecipeSpec(
+        name="began",
+        summary="unconditional generation with an auto-encoder discriminator at equilibrium (Berthelot et al. 2017)",
+        kind="generator",
+        data="images",
+        config_class=began.BEGANConfig,
+        build=began.BEGAN,
+        build_generator=began.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=generation.make_data,
+        default_steps=epoch_steps,
+        presets=began.PRESETS,
+        generator_inputs=began.generator_inputs,
     ),
 }
 

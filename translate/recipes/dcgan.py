@@ -15,6 +15,7 @@ from torch import Tensor
 
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
+from translate.networks.dcgan import CriticNorm
 from translate.recipes.generation import (
     TINY_PRESET,
     GeneratorConfig,
@@ -34,6 +35,8 @@ PRESETS: dict[str, dict[str, object]] = {
 @dataclass(frozen=True)
 class DCGANConfig(GeneratorConfig):
     gan_loss: Literal["vanilla", "lsgan", "hinge"] = "vanilla"  # the non-saturating loss (the paper), or another
+    # Batch norm (the paper), or spectral normalisation (Miyato et al. 2018), the usual partner of the hinge loss.
+    discriminator_norm: CriticNorm = "batch"
 
 
 class DCGAN(GeneratorRecipe):
@@ -46,7 +49,9 @@ class DCGAN(GeneratorRecipe):
         if config.train.steps < 1 or config.data.channels is None:
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
-        self.G, self.D = build_networks(config, engine, lambda: build_discriminator(config))
+        self.G, self.D = build_networks(
+            config, engine, lambda: build_discriminator(config, norm=config.discriminator_norm)
+        )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)

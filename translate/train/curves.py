@@ -20,12 +20,17 @@ from translate.files import atomic_write
 
 # Keys of a metrics.jsonl record that are not losses (the learning rates are `lr_<optimiser>`).
 NOT_LOSSES = frozenset({"step", "phase", "it_s", "images", "time", "aug_p"})  # aug_p: ADA's probability, a setting
+# Logged measures that are drawn in losses.png (in the panel their recipe names) but are not losses: BEGAN's
+# equilibrium variable k_t and convergence measure M_global. TensorBoard files them under their own names.
+MEASURES = frozenset({"k_t", "M_global"})
+EVAL = "eval_"  # periodic evaluations' records (translate.train.periodic_eval): figures, drawn in panels of their own
+EVAL_PANELS = {"FID (evaluation)": "eval_fid", "KID (evaluation)": "eval_kid"}
 SMOOTHING = 0.6  # exponential moving average weight, TensorBoard's default (each record already averages a window)
 
 
 def losses_of(record: Mapping[str, Any]) -> dict[str, float]:
-    """The losses in a metrics.jsonl record (no step, speed, learning rate, counter or time)."""
-    return {k: v for k, v in record.items() if k not in NOT_LOSSES and not k.startswith("lr_")}
+    """The losses in a metrics.jsonl record (no step, speed, learning rate, counter, time or evaluation)."""
+    return {k: v for k, v in record.items() if k not in NOT_LOSSES and not k.startswith(("lr_", EVAL))}
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -67,21 +72,29 @@ def panels(keys: Sequence[str], groups: Mapping[str, Sequence[str]]) -> dict[str
 
 
 def plot_losses(metrics: Path, out: Path, groups: Mapping[str, Sequence[str]], title: str = "") -> bool:
-    """Draw every loss in `metrics` (raw, faint, and smoothed), one panel per network group, into the PNG `out`
-    (written atomically). Returns False, writing nothing, when there is nothing to draw yet."""
+    """Draw every loss in `metrics` (raw, faint, and smoothed), one panel per network group, then the periodic
+    evaluations' FID and KID (as measured), into the PNG `out` (written atomically). Returns False, writing
+    nothing, when there is nothing to draw yet."""
     records = read_metrics(metrics)
     keys = list(dict.fromkeys(k for r in records for k in losses_of(r)))
-    if not keys:
+    figures = {name: key for name, key in EVAL_PANELS.items() if any(_number(r.get(key)) for r in records)}
+    if not keys and not figures:
         return False
     # The object-oriented API with the Agg canvas: no pyplot, so no global backend or figure state is touched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    layout = panels(keys, groups)
-    figure = Figure(figsize=(8, 2.6 * len(layout) + 0.4), dpi=100, layout="constrained")
+    layout = panels(keys, groups) if keys else {}
+    figure = Figure(figsize=(8, 2.6 * (len(layout) + len(figures)) + 0.4), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(len(layout), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (name, names) in zip(axes, layout.items(), strict=True):
+    axes = figure.subplots(len(layout) + len(figures), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, key) in zip(axes[len(layout) :], figures.items(), strict=True):  # as measured, not smoothed
+        points = [(r["step"], float(r[key])) for r in records if _number(r.get(key))]
+        ax.plot([p[0] for p in points], [p[1] for p in points], color="C3", marker="o", markersize=3, label=key)
+        ax.set_title(name, loc="left", fontsize="medium")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    for ax, (name, names) in zip(axes, layout.items(), strict=False):
         for index, key in enumerate(names):
             points = [(r["step"], float(r[key])) for r in records if isinstance(r.get(key), int | float)]
             steps, values = [p[0] for p in points], [p[1] for p in points]
@@ -98,6 +111,10 @@ def plot_losses(metrics: Path, out: Path, groups: Mapping[str, Sequence[str]], t
     figure.savefig(buffer, format="png")
     atomic_write(out, buffer.getvalue())
     return True
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def tensorboard_wanted(setting: bool | None) -> bool:
@@ -120,9 +137,14 @@ class TensorBoard:
     def scalars(self, record: Mapping[str, Any]) -> None:
         step = record["step"]
         for key, value in record.items():
-            if key in ("step", "phase", "time"):
+            if key in ("step", "phase", "time", "eval_step") or not _number(value):
                 continue
-            tag = f"lr/{key[3:]}" if key.startswith("lr_") else key if key in NOT_LOSSES else f"loss/{key}"
+            if key.startswith(EVAL):  # a periodic evaluation's figures: eval/fid, eval/kid, ...
+                tag = f"eval/{key[len(EVAL) :]}"
+            elif key.startswith("lr_"):
+                tag = f"lr/{key[3:]}"
+            else:
+                tag = key if key in NOT_LOSSES | MEASURES else f"loss/{key}"
             self.writer.add_scalar(tag, value, step, walltime=record.get("time"))
         self.writer.flush()
 
