@@ -48,8 +48,10 @@ from translate.train.engine import Engine
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": TINY_PRESET,
     "paper": {},  # 64 px, batch 128
-    # MNIST at 32 px, batch 128 (the authors' code); 5,000 steps is their 50 "epochs" of 100 updates.
-    "mnist": {"data.image_size": 32, "train.steps": 5000},
+    # MNIST at 32 px, batch 128 (the authors' code); 5,000 steps is their 50 "epochs" of 100 updates. No augmentation,
+    # as in the paper, although the 4,000-digit sets here are small enough for `auto` to choose DiffAugment: at 1,800
+    # steps (seed 0) DiffAugment scored FID 183.5 and purity 0.55, none FID 86.8 and purity 0.585 (pretrained/).
+    "mnist": {"data.image_size": 32, "train.steps": 5000, "augment": "none"},
 }
 MAX_CATEGORIES = 1024  # values of one categorical code (the paper uses 10)
 MAX_CODES = 64  # categorical codes, and continuous codes (the paper uses 1 and 2, up to 5 continuous on faces)
