@@ -70,6 +70,8 @@ def fit_and_dump(self, *args, **kwargs):
         for name, module in modules.items()
         for key, value in module.state_dict().items()
     }
+    # The recipe's own control state (BEGAN's k_t, ADA's p, ...) under "extra.", which every rank must agree on too.
+    tensors |= {f"extra.{k}": v.detach().cpu().contiguous().clone() for k, v in self.recipe.extra_state().items()}
     parameters = [f"{name}.{key}" for name, module in modules.items() for key, _ in module.named_parameters()]
     path = Path(__file__).parent / f"rank{dist.get_rank()}.safetensors"
     save_file(tensors, str(path), metadata={"parameters": json.dumps(parameters)})
@@ -191,6 +193,26 @@ def test_two_processes_with_batch_norm_share_parameters(tmp_path: Path) -> None:
     assert_equal(rank0, rank1, parameters)
     ckpt = checkpoint.checkpoint_path(out / "dcgan", 2)
     assert_equal(rank0, checkpoint.load_tensors(ckpt), sorted(rank0))
+    assert samples(ckpt) == 2 * 4 * 2
+
+
+@pytest.mark.parametrize("recipe", ["infogan", "began"])
+def test_two_processes_agree_on_weights_and_recipe_state(recipe: str, tmp_path: Path) -> None:
+    # InfoGAN: D's body is shared by two heads (Q's unused on real images); BEGAN: k_t comes from the ranks'
+    # averaged losses, so every rank must hold the same value, and it must have moved.
+    images = tmp_path / "images"
+    make_shapes(images, 8, shape="circle")
+    out = tmp_path / "runs"
+    args = ["train", str(images), "--recipe", recipe, "--out", str(out), "--name", recipe, "--preset", "tiny", *TINY]
+    torchrun(tmp_path, [*args, "--batch-size", "4", "--steps", "2"])
+
+    rank0, parameters = rank_weights(tmp_path, 0)
+    rank1, _ = rank_weights(tmp_path, 1)
+    assert_equal(rank0, rank1, parameters + [key for key in rank0 if key.startswith("extra.")])
+    if recipe == "began":
+        assert 0 < float(rank0["extra.began.k"]) <= 1
+    ckpt = checkpoint.checkpoint_path(out / recipe, 2)
+    assert_equal(rank0, checkpoint.load_tensors(ckpt), parameters)
     assert samples(ckpt) == 2 * 4 * 2
 
 
