@@ -30,9 +30,8 @@ from translate.config import DataConfig, OptimConfig, TrainConfig
 from translate.description import GeneratorInput
 from translate.errors import ConfigError
 from translate.networks.began import BEGANDiscriminator, BEGANGenerator
-from translate.networks.layers import init_weights
 from translate.recipes.base import set_learning_rate
-from translate.recipes.generation import DIRECTIONS, TINY_PRESET, GeneratorConfig, GeneratorRecipe
+from translate.recipes.generation import DIRECTIONS, TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
 from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -181,13 +180,9 @@ class BEGAN(GeneratorRecipe):
         if config.train.steps < 1 or config.data.channels is None:
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
-        with torch.random.fork_rng(devices=[]):  # the weights depend on the seed alone; global RNG untouched
-            torch.manual_seed(config.train.seed)
-            G, D = build_generator(config), build_discriminator(config)
-            if config.init_gain > 0:
-                for net in (G, D):
-                    init_weights(net, config.init_gain)
-        self.G, self.D = engine.prepare(G), engine.prepare(D)
+        self.G, self.D = build_networks(
+            config, engine, lambda: build_discriminator(config), lambda: build_generator(config)
+        )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)

@@ -44,7 +44,7 @@ class GeneratorConfig:
     latent_dim: int = 100  # DCGAN: z of 100 dimensions
     generator_channels: int = 64  # width of the generator's last layer (doubling towards z)
     discriminator_channels: int = 64  # width of the discriminator's first layer
-    init_gain: float = 0.02  # DCGAN: weights N(0, 0.02)
+    init_gain: float = 0.02  # DCGAN: weights N(0, 0.02); 0: PyTorch's default initialisation
     epochs: int = 25  # when train.steps is 0
     class_names: tuple[str, ...] = ()  # filled from the data's sub-folders by class-conditional recipes
     # Augmentation of every image D sees (translate.augment): none, diff (DiffAugment), ada, or auto: DiffAugment
@@ -137,15 +137,21 @@ class HistoricalAverage:
 
 
 def build_networks(
-    config: GeneratorConfig, engine: Engine, discriminator: Callable[[], torch.nn.Module]
+    config: GeneratorConfig,
+    engine: Engine,
+    discriminator: Callable[[], torch.nn.Module],
+    generator: Callable[[], torch.nn.Module] | None = None,
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """G and D with DCGAN's N(0, gain) init, on the engine's device; the weights depend on the seed alone and
-    the global RNG is left as it was."""
+    """G (DCGAN's unless `generator` builds another) and D with DCGAN's N(0, gain) init (init_gain 0: PyTorch's
+    default initialisation), on the engine's device; the weights depend on the seed alone and the global RNG is
+    left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
-        G, D = build_generator(config), discriminator()
-        for net in (G, D):
-            init_weights(net, config.init_gain)
+        G = generator() if generator is not None else build_generator(config)
+        D = discriminator()
+        if config.init_gain > 0:
+            for net in (G, D):
+                init_weights(net, config.init_gain)
     return engine.prepare(G), engine.prepare(D)
 
 

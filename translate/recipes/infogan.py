@@ -39,10 +39,9 @@ from translate.description import GeneratorInput
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.infogan import InfoGANDiscriminator, InfoGANGenerator, code_names
-from translate.networks.layers import init_weights
 from translate.recipes import generation
 from translate.recipes.base import TrainingData
-from translate.recipes.generation import DIRECTIONS, TINY_PRESET, GeneratorConfig, GeneratorRecipe
+from translate.recipes.generation import DIRECTIONS, TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
 from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -196,12 +195,9 @@ class InfoGAN(GeneratorRecipe):
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
         self.cat_names, self.cont_names = code_names(config.categorical, config.continuous)
-        with torch.random.fork_rng(devices=[]):  # the weights depend on the seed alone; the global RNG is kept
-            torch.manual_seed(config.train.seed)
-            G, D = build_generator(config), build_discriminator(config)
-            for net in (G, D):
-                init_weights(net, config.init_gain)  # DCGAN's N(0, 0.02)
-        self.G, self.D = engine.prepare(G), engine.prepare(D)
+        self.G, self.D = build_networks(  # DCGAN's N(0, 0.02) init
+            config, engine, lambda: build_discriminator(config), lambda: build_generator(config)
+        )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.generator_lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)  # D's body and heads, Q's too
