@@ -198,10 +198,11 @@ def test_two_processes_with_batch_norm_share_parameters(tmp_path: Path) -> None:
     assert samples(ckpt) == 2 * 4 * 2
 
 
-@pytest.mark.parametrize("recipe", ["infogan", "began"])
+@pytest.mark.parametrize("recipe", ["infogan", "began", "progan"])
 def test_two_processes_agree_on_weights_and_recipe_state(recipe: str, tmp_path: Path) -> None:
     # InfoGAN: D's body is shared by two heads (Q's unused on real images); BEGAN: k_t comes from the ranks'
-    # averaged losses, so every rank must hold the same value, and it must have moved.
+    # averaged losses, so every rank must hold the same value, and it must have moved; ProGAN: its two steps train
+    # 4 px and then fade 8 px in (one step per phase at this global batch), leaving the 16 px layers unused.
     images = tmp_path / "images"
     make_shapes(images, 8, shape="circle")
     out = tmp_path / "runs"

@@ -117,7 +117,8 @@ def test_every_recipe_exports_with_metadata_and_dynamic_shapes(
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     assert meta["recipe"] == recipe and meta["opset"] == str(opset) and meta["value_range"] == "-1,1"
     assert meta["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert meta["image_size"] == "32" and meta["precision"] == "fp32"
+    trained_at = checkpoint.read(source).meta["config"]["data"]["image_size"]  # tiny presets: 16 or 32 px
+    assert meta["image_size"] == str(trained_at) and meta["precision"] == "fp32"
     assert not list(exported[recipe].parent.glob("*.data"))  # weights inside the file, not beside it
     assert not any(node.metadata_props for node in model.graph.node)  # no exporter stack traces (source paths)
 

@@ -112,7 +112,9 @@ def test_one_step_updates_both_networks(name: str, digits: Path) -> None:
     recipe, training, _ = _recipe(name, digits)
     assert recipe.config.data.channels == 1
     before = {k: [p.detach().clone() for p in m.parameters()] for k, m in recipe.modules().items()}
-    loader = torch.utils.data.DataLoader(training.dataset, batch_size=4 * recipe.batches_per_step)
+    first = RECIPES[name].phases(recipe.config)[0]  # step 0's image size (ProGAN's 4 px)
+    dataset = training.at_size(first.image_size) if first.image_size else training.dataset
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4 * recipe.batches_per_step)
     metrics = recipe.train_step(to_model_range(next(iter(loader))), 0)
     assert metrics and all(torch.isfinite(v) for v in metrics.values())
     for key, module in recipe.modules().items():

@@ -489,6 +489,10 @@ def export(
         Path | None, typer.Option(help="--int8 translators: a folder of typical input images for calibration.")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    resolution: Annotated[
+        int | None,
+        typer.Option(help="progan: export the generator at this earlier resolution, px (default: the final one)."),
+    ] = None,
 ) -> None:
     """Export a generator to ONNX or OpenVINO IR (with its metadata inside) after checking it against PyTorch."""
     with _errors():
@@ -511,6 +515,7 @@ def export(
                 log=lambda line: err.print(line, highlight=False, soft_wrap=True),
                 status=status,
                 file_format=file_format.value,
+                resolution=resolution,
             )
         err.print(
             f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB)",

@@ -86,12 +86,14 @@ def export(
     log: Callable[[str], None] = print,
     status: Callable[[str], None] = lambda stage: None,
     file_format: str = "onnx",
+    resolution: int | None = None,
 ) -> ExportResult:
     """Export MODEL (run folder, checkpoint or shipped name) to an .onnx file that needs nothing beside it, or
     with `file_format` "openvino" to an OpenVINO IR (.xml and the .bin beside it).
 
     `log` gets the lines to keep (what is exported, each check's figures); `status` gets the stage under way, for a
-    spinner: an export takes 10-30 s, most of it in the exporter and the checks.
+    spinner: an export takes 10-30 s, most of it in the exporter and the checks. `resolution`: a progressively
+    grown generator at an earlier resolution than its final one.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
@@ -110,14 +112,15 @@ def export(
     if precision == "int8" and not generator and calibrate is None:
         raise UsageError("--int8 needs --calibrate DIR: a folder of typical input images (a few dozen is enough)")
     suffix = SUFFIXES[file_format]
-    target = out or Path(_default_name(model, source, None if generator else direction, precision, suffix))
+    target = out or Path(_default_name(model, source, None if generator else direction, precision, suffix, resolution))
     if target.suffix.lower() != suffix:
         raise UsageError(f"--out {target}: the file name must end in {suffix}")
     if target.exists() and not overwrite:
         raise UsageError(f"{target} already exists; pass --overwrite to replace it")
 
     status(f"loading {source}")
-    module, description = load_generator(source, direction)  # eval mode: dropout off, batch norm on running stats
+    # Eval mode: dropout off, batch norm on running statistics.
+    module, description = load_generator(source, direction, resolution)
     module = module.float().eval()
     if calibrate is not None:
         status(f"reading calibration images from {calibrate}")
@@ -503,12 +506,20 @@ def _crop_squares(images: list[np.ndarray], side: int, stride: int) -> list[np.n
 # ----------------------------------------------------------------------------------------- files
 
 
-def _default_name(model: str, source: Path, direction: str | None, precision: str, suffix: str = ".onnx") -> str:
+def _default_name(
+    model: str,
+    source: Path,
+    direction: str | None,
+    precision: str,
+    suffix: str = ".onnx",
+    resolution: int | None = None,
+) -> str:
     if model in shipped_models():
         name = model
     elif source.parent.name == "checkpoints":  # a run folder's checkpoint: name it after the run
         name = source.parent.parent.name
     else:
         name = source.stem
-    parts = [name] + ([direction] if direction else []) + ([precision] if precision != "fp32" else [])
+    parts = [name] + ([direction] if direction else []) + ([f"{resolution}px"] if resolution else [])
+    parts += [precision] if precision != "fp32" else []
     return "_".join(parts) + suffix

@@ -239,9 +239,12 @@ def _fixed_norm(norm: torch.nn.Module, mean: torch.Tensor, var: torch.Tensor, x:
     return F.batch_norm(x, mean, var, norm.weight, norm.bias, training=False, momentum=0.0, eps=norm.eps)
 
 
-def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDescription]:
+def load_generator(
+    path: Path, direction: str, resolution: int | None = None
+) -> tuple[torch.nn.Module, ModelDescription]:
     """Build and load the generator for `direction` from any checkpoint, with no other information; with it, the
-    description of what it is (the same one an export writes into its ONNX file)."""
+    description of what it is (the same one an export writes into its ONNX file). `resolution`: a progressively
+    grown generator's output at an earlier resolution than its final one."""
     import torch
 
     from translate.config import from_dict
@@ -272,19 +275,31 @@ def load_generator(path: Path, direction: str) -> tuple[torch.nn.Module, ModelDe
     checkpoint.check_fits(path, name, skeleton)
     module = spec.build_generator(config, direction)
     checkpoint.load_module(path, name, module)
+    if resolution is not None:
+        _set_resolution(module, spec.name, resolution)
     official = (ckpt.meta.get("info") or {}).get("official")
     model = ModelDescription(
         recipe=spec.name,
         kind=spec.kind,
         direction=direction,
         channels=config.data.channels or 3,
-        image_size=config.data.image_size,
+        image_size=resolution or config.data.image_size,
         stride=input_stride(module),
         inputs=spec.generator_inputs(config) if spec.generator_inputs is not None else (),
         source_step=ckpt.step,
         origin=f"official {official} weights" if official else f"step {ckpt.step}{', EMA' if averaged else ''}",
     )
     return module.eval(), model
+
+
+def _set_resolution(module: torch.nn.Module, recipe: str, resolution: int) -> None:
+    """Make a progressively grown generator draw at `resolution` px; any other generator draws at one size only."""
+    sizes = getattr(module, "resolutions", None)
+    if sizes is None:
+        raise UsageError(f"--resolution is for progressively grown generators (progan); a {recipe} model has one size")
+    if resolution not in sizes:
+        raise UsageError(f"--resolution {resolution}: this model draws at {', '.join(map(str, sizes))} px")
+    module.set_resolution(resolution)
 
 
 def _check_direction(path: Path, spec: RecipeSpec, meta: dict[str, Any], direction: str) -> None:

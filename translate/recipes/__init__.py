@@ -6,7 +6,7 @@ import difflib
 import functools
 
 from translate.errors import CheckpointError, ConfigError
-from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, pix2pix, wgan_gp
+from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, pix2pix, progan, wgan_gp
 from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
 from translate.train.checkpoint import Checkpoint
 
@@ -106,6 +106,21 @@ RECIPES: dict[str, RecipeSpec] = {
         default_steps=epoch_steps,
         presets=began.PRESETS,
         generator_inputs=began.generator_inputs,
+    ),
+    "progan": RecipeSpec(
+        name="progan",
+        summary="unconditional generation, grown from 4×4 to full size (Karras et al. 2018)",
+        kind="generator",
+        data="images",
+        config_class=progan.ProGANConfig,
+        build=progan.ProGAN,
+        build_generator=progan.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=generation.make_data,
+        default_steps=progan.default_steps,
+        presets=progan.PRESETS,
+        generator_inputs=progan.generator_inputs,
+        phases=progan.phases,
     ),
 }
 

@@ -57,10 +57,15 @@ class GeneratorConfig:
     historical_averaging: float = 0.0  # λ of ‖θ − mean of past θ‖², for G and D; 0: off
     real_label: float = 1.0  # D's target on real images (lsgan, vanilla); 0.9: one-sided label smoothing
 
+    @staticmethod
+    def image_sizes() -> tuple[int, int]:
+        """The smallest and largest image_size (powers of two) the recipe's networks are built for."""
+        return 32, 256
+
     def __post_init__(self) -> None:
-        size = self.data.image_size
-        if size < 32 or size > 256 or size & (size - 1):
-            raise ConfigError(f"image_size must be a power of two from 32 to 256, got {size}")
+        size, (low, high) = self.data.image_size, self.image_sizes()
+        if size < low or size > high or size & (size - 1):
+            raise ConfigError(f"image_size must be a power of two from {low} to {high}, got {size}")
         # Bounded: a model file's config is built before its generator (translate.config's limits).
         check_size("latent_dim", self.latent_dim, 1, MAX_LATENT)
         check_size("generator_channels", self.generator_channels, 1, MAX_CHANNELS)
@@ -141,10 +146,12 @@ def build_networks(
     engine: Engine,
     discriminator: Callable[[], torch.nn.Module],
     generator: Callable[[], torch.nn.Module] | None = None,
+    *,
+    partial: bool = False,
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
     """G (DCGAN's unless `generator` builds another) and D with DCGAN's N(0, gain) init (init_gain 0: PyTorch's
     default initialisation), on the engine's device; the weights depend on the seed alone and the global RNG is
-    left as it was."""
+    left as it was. `partial`: steps leave some parameters unused (Engine.prepare)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
         G = generator() if generator is not None else build_generator(config)
@@ -152,7 +159,7 @@ def build_networks(
         if config.init_gain > 0:
             for net in (G, D):
                 init_weights(net, config.init_gain)
-    return engine.prepare(G), engine.prepare(D)
+    return engine.prepare(G, partial=partial), engine.prepare(D, partial=partial)
 
 
 def make_data(

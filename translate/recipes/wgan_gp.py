@@ -8,11 +8,12 @@ the original WGAN (the `clip` preset also sets its learning rate, 5e-5).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from translate.config import MAX_CRITIC, OptimConfig, check_size
 from translate.errors import ConfigError
@@ -52,7 +53,7 @@ class WGANGPConfig(GeneratorConfig):
             raise ConfigError("the gradient penalty is per sample: use critic_norm=layer or none, not batch")
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
     """E[(‖∇_x̂ D(x̂)‖₂ − 1)²], x̂ = εx + (1 − ε)x̃ with ε ~ U[0, 1] per sample; always in fp32."""
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     mixed = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)

@@ -168,11 +168,12 @@ class Engine:
             torch.set_float32_matmul_precision(saved[1])
 
     # -- networks and optimisers -------------------------------------------------------------------------
-    def prepare(self, module: nn.Module) -> nn.Module:
+    def prepare(self, module: nn.Module, *, partial: bool = False) -> nn.Module:
         """A network ready to train: on the device, in its memory format, checkpointed, distributed, compiled.
 
         Call after initialising the weights; keep the returned module (it may be a wrapper). `unwrap` gives the
-        plain network back for checkpoints and export.
+        plain network back for checkpoints and export. `partial`: a step may leave some of its parameters unused
+        (a progressively grown network's higher resolutions), which DDP must then look for after every backward.
         """
         module = module.to(self.device)
         if self.channels_last:
@@ -186,7 +187,9 @@ class Engine:
             # backward, and re-broadcasting its buffers in between would modify tensors autograd saved
             # (SyncBatchNorm keeps the running statistics equal on every rank anyway).
             ids = [self.device.index] if self.device.type == "cuda" else None
-            module = DistributedDataParallel(module, device_ids=ids, **_NO_FORWARD_BUFFER_SYNC)
+            module = DistributedDataParallel(
+                module, device_ids=ids, find_unused_parameters=partial, **_NO_FORWARD_BUFFER_SYNC
+            )
         if self.compile:
             module = torch.compile(module)
         return module
