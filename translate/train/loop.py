@@ -419,7 +419,8 @@ class Trainer:
                             self.console.print(line, highlight=False, soft_wrap=True)
                     sums, window_start, window_steps = {}, time.perf_counter(), 0
                 bar.update(task, completed=done, losses=shown, rate=rate)
-                if writer and (done % cfg.preview_every == 0 or done == total):
+                # A phase's last step also previews: the last picture at each resolution of a progressive run.
+                if writer and (done % cfg.preview_every == 0 or done == total or phase_ends):
                     self._refresh_curves(tensorboard, done, self.write_preview(done))
                 # At the run's own last step, not at an early stop_at, so a split run evaluates where a whole one does.
                 if self.evaluation is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
