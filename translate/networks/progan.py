@@ -29,28 +29,29 @@ from translate.networks.dcgan import MinibatchStd
 SLOPE = 0.2  # leaky ReLU everywhere (§A.1)
 
 
-class EqualizedConv2d(nn.Module):
+class EqualizedConv2d(nn.Conv2d):
     """A convolution whose weights are N(0, 1) and multiplied by gain/√fan_in in every forward pass (§4.1), so
-    Adam's per-parameter step sizes move every layer at the same speed whatever its fan-in."""
+    Adam's per-parameter step sizes move every layer at the same speed whatever its fan-in. (An nn.Conv2d, so
+    that what inspects a network's convolutions, such as `translate probe`, finds these.)"""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, gain: float = math.sqrt(2)) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        # 3×3 keeps the size; the 4×4 of D's last block is valid (4×4 → 1×1).
+        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2 if kernel % 2 else 0)
+        nn.init.normal_(self.weight)
+        nn.init.zeros_(self.bias)
         self.scale = gain / math.sqrt(in_channels * kernel * kernel)
-        self.padding = kernel // 2 if kernel > 1 and kernel % 2 else 0  # 3×3 keeps the size; 4×4 (D's last) valid
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        return self._conv_forward(x, self.weight * self.scale, self.bias)
 
 
-class EqualizedLinear(nn.Module):
+class EqualizedLinear(nn.Linear):
     """A fully connected layer with the equalised learning rate (see EqualizedConv2d)."""
 
     def __init__(self, in_features: int, out_features: int, gain: float = math.sqrt(2)) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        super().__init__(in_features, out_features)
+        nn.init.normal_(self.weight)
+        nn.init.zeros_(self.bias)
         self.scale = gain / math.sqrt(in_features)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -101,6 +101,7 @@ class ProGANConfig(GeneratorConfig):
             "minibatch_kernels": bool(self.minibatch_kernels),
             "minibatch_std=false": not self.minibatch_std,
             "real_label": self.real_label != 1.0,
+            "init_gain": self.init_gain != 0,  # the equalised learning rate's N(0, 1) weights are the init
         }
         if any(refused.values()):
             names = ", ".join(name for name, on in refused.items() if on)
