@@ -7,10 +7,11 @@
 For every recipe (default: dcgan, wgan-gp, began): `translate train DATA --recipe R [--preset P] --seed K
 --steps 1000000 --out RUNS --name R`, stopped by SIGTERM after --minutes (the trainer finishes its step, saves a
 checkpoint and exits), then `translate evaluate RUNS/R --real REAL --features F --n N --json RUNS/R.json` and
-`translate sample --model RUNS/R --n 64 --out RUNS/R.png`. With --jobs 2 two trainings run at once, each on
---threads threads (OMP_NUM_THREADS), so every recipe gets the same share of the machine. Prints a Markdown table
-(steps and images reached in the budget, FID, KID, precision, recall); an existing RUNS/R is evaluated again
-rather than retrained.
+`translate sample --model RUNS/R --n 64 --out RUNS/R.png`. `--set-for RECIPE:key=value` adds a setting to one
+recipe only (e.g. `--set-for progan:phase_images=3000`, so that the growth fits the budget). With --jobs 2 two
+trainings run at once, each on --threads threads (OMP_NUM_THREADS), so every recipe gets the same share of the
+machine. Prints a Markdown table (steps and images reached in the budget, FID, KID, precision, recall); an
+existing RUNS/R is evaluated again rather than retrained.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def train(recipe: str, args: argparse.Namespace) -> float:
     command += ["--steps", "1000000", "--out", str(args.runs), "--name", recipe, "--device", "cpu"]
     command += ["--preset", args.preset] if args.preset else []
     command += [item for setting in args.set for item in ("--set", setting)]
+    own = [item.split(":", 1)[1] for item in args.set_for if item.split(":", 1)[0] == recipe]
+    command += [item for setting in own for item in ("--set", setting)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     log = (args.runs / f"{recipe}.log").open("w")
     start = time.perf_counter()
@@ -76,6 +79,9 @@ def main() -> None:
     parser.add_argument("--recipes", default="dcgan,wgan-gp,began")
     parser.add_argument("--preset", default="", help="a preset every recipe has (mnist, paper)")
     parser.add_argument("--set", action="append", default=[], help="a setting for every recipe, key=value")
+    parser.add_argument(
+        "--set-for", action="append", default=[], help="a setting for one recipe, RECIPE:key=value (progan's phases)"
+    )
     parser.add_argument("--minutes", type=float, default=6.0, help="wall-clock training budget per recipe")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
     parser.add_argument("--threads", type=int, default=1, help="threads per training")

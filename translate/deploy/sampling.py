@@ -9,6 +9,10 @@ norm (White 2016, "Sampling Generative Networks").
 Latent codes (InfoGAN, Chen et al. 2016) are drawn from their priors unless `--code NAME=VALUE` fixes them;
 `--walk NAME` draws the paper's figure: one row per value of the categorical code, the continuous code NAME swept
 along each row (-2 to 2 by default, beyond the training range [-1, 1] as the paper's Figure 2), z fixed.
+
+A walk moves only what it walks: every other input is held at one draw for all its frames, the codes and any
+Gaussian input besides the latent (LAPGAN's noise planes, one per pyramid level), so frames do not flicker.
+`translate sample` draws all of them afresh for every sample.
 """
 
 from __future__ import annotations
@@ -66,16 +70,17 @@ def feeds_for(
     codes: dict[str, np.ndarray | float | int] | None = None,
 ) -> dict[str, np.ndarray]:
     """The generator's feeds: `z` for its latent, `labels` for its class input, `codes` (a value for every sample,
-    or one for all) for the codes they name, any other input drawn from seed."""
+    or one for all) for the inputs they name (`held_inputs`), any other input drawn per sample from seed."""
     feeds = random_feeds(model, len(z), np.random.default_rng(seed + 1))
     feeds[model.latent.name] = z
     if model.class_input is not None:
         if labels is None:
             raise SamplingError("a class-conditional generator needs labels")
         feeds[model.class_input.name] = labels
-    dtypes = {item.name: item.dtype for item in model.inputs}
+    declared = {item.name: item for item in model.inputs}
     for name, value in (codes or {}).items():
-        feeds[name] = np.broadcast_to(np.asarray(value, dtype=dtypes[name]), (len(z),)).copy()
+        item = declared[name]
+        feeds[name] = np.broadcast_to(np.asarray(value, dtype=item.dtype), (len(z), *item.shape)).copy()
     return feeds
 
 
@@ -148,17 +153,27 @@ def parse_range(text: str) -> tuple[float, float]:
     return low, high
 
 
-def held_codes(model: ModelDescription, fixed: dict[str, int | float], seed: int) -> dict[str, int | float]:
-    """Every code: the fixed ones as given, the others one draw from their priors (the same for every frame)."""
+def held_inputs(
+    model: ModelDescription, fixed: dict[str, int | float], seed: int
+) -> dict[str, int | float | np.ndarray]:
+    """What a walk holds for all its frames: every code (the fixed ones as given, the others one draw from their
+    priors) and one draw of every Gaussian input besides the latent (e.g. LAPGAN's noise planes, (1, R, R) each)."""
     rng = np.random.default_rng(seed + 2)
-    return {item.name: fixed.get(item.name, draw(item, 1, rng)[0].item()) for item in model.codes}
+    held: dict[str, int | float | np.ndarray] = {
+        item.name: fixed.get(item.name, draw(item, 1, rng)[0].item()) for item in model.codes
+    }
+    latent = model.latent.name
+    for item in model.inputs:
+        if item.kind == "normal" and item.name != latent:
+            held[item.name] = draw(item, 1, rng)[0]
+    return held
 
 
 def code_walk(
     sampler: Sampler, name: str, fixed: dict[str, int | float], *, steps: int, span: tuple[float, float], seed: int
 ) -> tuple[np.ndarray, int]:
     """The paper's figure: one row per value of the first categorical code not fixed (one row without one), the
-    continuous code `name` swept from span[0] to span[1] in `steps` columns, z and the other codes held.
+    continuous code `name` swept from span[0] to span[1] in `steps` columns, z and the other inputs held.
     → (uint8 images (rows · steps, H, W, C), rows)."""
     model = sampler.model
     item = code_input(model, name, "--walk")
@@ -174,7 +189,7 @@ def code_walk(
     rows_code = next((c for c in model.codes if c.kind == "categorical" and c.name not in fixed), None)
     row_values = np.arange(len(rows_code.classes)) if rows_code is not None else np.zeros(1, np.int64)
     sweep = np.linspace(span[0], span[1], steps, dtype=np.float32)
-    codes: dict[str, np.ndarray | float | int] = dict(held_codes(model, fixed, seed))
+    codes: dict[str, np.ndarray | float | int] = dict(held_inputs(model, fixed, seed))
     codes[name] = np.tile(sweep, len(row_values))
     if rows_code is not None:
         codes[rows_code.name] = np.repeat(row_values, steps)
@@ -387,7 +402,7 @@ def run_interpolate(
             grids = np.stack([make_grid(frame, ncols=min(rows, 5)) for frame in frames])
             save_animation(grids.repeat(scale, axis=1).repeat(scale, axis=2), out)
         return out
-    held = held_codes(model, fixed, seed)  # a walk keeps its codes: only z moves
+    held = held_inputs(model, fixed, seed)  # a walk keeps its codes and level noise: only z moves
     if arithmetic_expression is not None:
         z = arithmetic(arithmetic_expression)
         if z.shape[1] != dim:

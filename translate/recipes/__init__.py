@@ -6,7 +6,7 @@ import difflib
 import functools
 
 from translate.errors import CheckpointError, ConfigError
-from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, pix2pix, progan, wgan_gp
+from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, lapgan, pix2pix, progan, wgan_gp
 from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
 from translate.train.checkpoint import Checkpoint
 
@@ -121,6 +121,20 @@ RECIPES: dict[str, RecipeSpec] = {
         presets=progan.PRESETS,
         generator_inputs=progan.generator_inputs,
         phases=progan.phases,
+    ),
+    "lapgan": RecipeSpec(
+        name="lapgan",
+        summary="generation by a Laplacian pyramid of generators, coarse to fine (Denton et al. 2015)",
+        kind="generator",
+        data="images",
+        config_class=lapgan.LAPGANConfig,
+        build=lapgan.LAPGAN,
+        build_generator=lapgan.build_generator,
+        directions=generation.DIRECTIONS,
+        make_data=lapgan.make_data,
+        default_steps=epoch_steps,
+        presets=lapgan.PRESETS,
+        generator_inputs=lapgan.generator_inputs,
     ),
 }
 
