@@ -195,8 +195,8 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Named settings: cyclegan quick|128px|paper; pix2pix quick|paper; dcgan, cgan paper|mnist; "
-            "wgan-gp paper|mnist|clip; every recipe tiny."
+            help="Named settings: cyclegan quick|128px|paper; pix2pix quick|paper; dcgan, cgan, infogan, began, "
+            "progan, lapgan paper|mnist; wgan-gp paper|mnist|clip; every recipe tiny."
         ),
     ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
