@@ -2,9 +2,10 @@
 
     python scripts/progan_growth.py RUN --out samples/progan_growth.png [--columns 8]
 
-Each row is the first row of the preview written at the end of that resolution's last phase (the trainer writes
-a preview at every phase's end; previews draw fixed latents at the resolution being trained, upscaled to the final
-size), labelled with its resolution. A run stopped before its final resolution shows the resolutions it reached.
+Each row is the first row of the last preview written at that resolution, normally at the end of its stabilising
+phase (the trainer writes a preview at every phase's end; previews draw fixed latents at the resolution being
+trained, upscaled to the final size), labelled with its resolution. A run stopped before its final resolution
+shows the resolutions it reached.
 """
 
 from __future__ import annotations
@@ -21,23 +22,23 @@ from translate.train.curves import read_metrics
 PADDING = 2  # make_grid's border between and around tiles
 
 
-def last_steps(run: Path) -> dict[int, int]:
-    """Resolution → the last logged step trained at it (phase ends are always logged)."""
-    steps: dict[int, int] = {}
-    for record in read_metrics(run / "metrics.jsonl"):
-        if "resolution" in record:
-            steps[int(record["resolution"])] = int(record["step"])
-    if not steps:
+def last_previews(run: Path) -> dict[int, Path]:
+    """Resolution → the last preview written while training at it. A step's resolution is that of the first log
+    record at or after it (records never span two phases, since every phase's end is logged)."""
+    records = [(int(r["step"]), int(r["resolution"])) for r in read_metrics(run / "metrics.jsonl") if "resolution" in r]
+    if not records:
         raise SystemExit(f"{run}/metrics.jsonl logs no resolution: is this a progressive (progan) run?")
-    return steps
+    chosen: dict[int, Path] = {}
+    for preview in sorted((run / "previews").glob("step_*.png")):
+        step = int(preview.stem.split("_")[1])
+        later = [res for logged, res in records if logged >= step]
+        chosen[later[0] if later else records[-1][1]] = preview  # sorted by step: the last one wins
+    return chosen
 
 
 def growth_picture(run: Path, columns: int) -> np.ndarray:
     rows, labels, height = [], [], 0
-    for resolution, step in sorted(last_steps(run).items()):
-        preview = run / "previews" / f"step_{step:08d}.png"
-        if not preview.is_file():
-            raise SystemExit(f"{preview} is missing: the trainer writes one at every phase's end")
+    for resolution, preview in sorted(last_previews(run).items()):
         grid = np.asarray(Image.open(preview).convert("RGB"))
         # Tiles are square, so a row's height is the grid's width over its columns less the padding.
         tile = (grid.shape[1] - PADDING) // 8 - PADDING

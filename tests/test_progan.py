@@ -177,6 +177,8 @@ def test_resumes_exactly_mid_fade_and_logs_growth(shapes: Path, tmp_path: Path) 
 def test_exports_the_final_or_an_earlier_resolution(shapes: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     _cli("train", shapes, "--out", runs, "--name", "run", "--steps", "4", *SETTINGS)
+    # A preview closes every phase (here the 4 px one, at step 3) besides the run's last step.
+    assert sorted(p.name for p in (runs / "run" / "previews").iterdir()) == ["step_00000003.png", "step_00000004.png"]
     for resolution, size in ((None, 16), ("8", 8)):
         out = tmp_path / f"g{size}.onnx"
         extra = ["--resolution", resolution] if resolution else []
