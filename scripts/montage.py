@@ -3,8 +3,8 @@
     python scripts/montage.py /tmp/compare-digits/{progan,lapgan}.png /tmp/compare-glyphs/{progan,lapgan}.png \
         --columns 2 --out samples/equal-time-multiscale.png
 
-Images are placed row by row, `--columns` to a row, each scaled (nearest neighbour, whole factors only) to the
-height of the tallest, on a white background with a gap between them.
+Images are placed row by row, `--columns` to a row, each shrunk by a whole factor (box filter) to about the
+height of the smallest, on a white background with a gap between them.
 """
 
 from __future__ import annotations
@@ -21,19 +21,21 @@ GAP = 8  # px of white between and around the pictures
 
 
 def montage(paths: list[Path], columns: int) -> np.ndarray:
-    pictures = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    height = max(p.shape[0] for p in pictures)
+    pictures = [Image.open(p).convert("RGB") for p in paths]
+    height = min(p.height for p in pictures)
     scaled = []
     for picture in pictures:
-        factor = max(1, height // picture.shape[0])
-        scaled.append(picture.repeat(factor, axis=0).repeat(factor, axis=1))
+        factor = max(1, round(picture.height / height))  # e.g. a grid of 64 px samples beside one of 32 px: ½
+        size = (picture.width // factor, picture.height // factor)
+        scaled.append(np.asarray(picture.resize(size, Image.Resampling.BOX) if factor > 1 else picture))
     cell_h, cell_w = max(p.shape[0] for p in scaled), max(p.shape[1] for p in scaled)
     rows = -(-len(scaled) // columns)
     canvas = np.full((GAP + rows * (cell_h + GAP), GAP + columns * (cell_w + GAP), 3), 255, np.uint8)
     for i, picture in enumerate(scaled):
         top, left = GAP + (i // columns) * (cell_h + GAP), GAP + (i % columns) * (cell_w + GAP)
         canvas[top : top + picture.shape[0], left : left + picture.shape[1]] = picture
-    return canvas
+    gray = (canvas[..., :1] == canvas).all()
+    return canvas[..., :1] if gray else canvas  # grayscale pictures make a one-channel file, half the size
 
 
 def main() -> None:
