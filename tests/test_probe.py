@@ -35,7 +35,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("recipe", ["dcgan", "cgan", "progan"])  # progan: equalised-learning-rate convolutions
+@pytest.mark.parametrize("recipe", ["dcgan", "cgan", "progan", "lapgan"])  # progan: equalised layers; lapgan: per level
 def test_probe_fits_on_discriminator_features_and_beats_chance(tmp_path: Path, labelled: Path, recipe: str) -> None:
     data = tmp_path / "data"
     if recipe == "cgan":

@@ -96,6 +96,12 @@ def level_input(lowpass: Tensor, image: Tensor) -> Tensor:
     return torch.cat([lowpass, image], dim=1)
 
 
+def pyramid_inputs(image: Tensor, levels: int) -> list[Tensor]:
+    """What the discriminators judge of one image: [I_0, (u(I_0), I_1), ..., (u(I_{K−1}), I_K)] of its pyramid."""
+    pyramid = gaussian_pyramid(image, levels)
+    return [pyramid[0], *(level_input(upsample(coarse), fine) for coarse, fine in itertools.pairwise(pyramid))]
+
+
 def _plane(embedding: Tensor, size: int, dtype: torch.dtype) -> Tensor:
     """(N, R·R) per-sample class values → one (N, 1, R, R) feature plane."""
     return embedding.to(dtype).view(-1, 1, size, size)
@@ -277,7 +283,8 @@ class LAPGANGenerator(nn.Module):
 class LAPGANDiscriminator(nn.Module):
     """Every level's discriminator, D_0 to D_K, as one module: forward([I_0, (l_1, ·), ..., (l_K, ·)], labels) →
     [logits (N,) per level]. The inputs: the coarse image (N, C, S, S), then each finer level's pair (N, 2C, R, R)
-    (`level_input`)."""
+    (`level_input`); or one image (N, C, H, W), judged on its own pyramid (`pyramid_inputs`: what `translate
+    probe` reads the discriminators' features from)."""
 
     def __init__(
         self,
@@ -296,8 +303,10 @@ class LAPGANDiscriminator(nn.Module):
             LevelDiscriminator(channels, size, width=width, num_classes=num_classes) for size in sizes[1:]
         )
 
-    def forward(self, inputs: Sequence[Tensor], label: Tensor | None = None) -> list[Tensor]:
+    def forward(self, inputs: Sequence[Tensor] | Tensor, label: Tensor | None = None) -> list[Tensor]:
         judges = [self.coarse, *self.levels]
+        if isinstance(inputs, Tensor):
+            inputs = pyramid_inputs(inputs, len(judges))
         if len(inputs) != len(judges):
             raise ValueError(f"one input per level ({len(judges)}), got {len(inputs)}")
         return [D(x, label) for D, x in zip(judges, inputs, strict=True)]
