@@ -315,6 +315,9 @@ for args in (
     ["interpolate", "--model", "mnist-cgan.onnx", "--labels", "1,2", "--steps", "2",
      "--out", {str(tmp_path / "w.gif")!r}],
     ["sample", "--model", {str(exported["wgan-gp"])!r}, "--n", "3", "--out", {str(tmp_path / "w.png")!r}],
+    ["sample", "--model", {str(exported["progan"])!r}, "--n", "3", "--out", {str(tmp_path / "p.png")!r}],
+    ["interpolate", "--model", {str(exported["lapgan"])!r}, "--points", "2", "--steps", "2",
+     "--out", {str(tmp_path / "l.gif")!r}],
 ):
     result = runner.invoke(app, [*args, "--backend", "onnxruntime"])
     assert result.exit_code == 0, (args, result.output)
@@ -323,7 +326,8 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
     assert len(list((tmp_path / "out").rglob("*.png"))) == 5
-    assert (tmp_path / "s.png").is_file() and (tmp_path / "w.gif").is_file() and (tmp_path / "w.png").is_file()
+    for name in ("s.png", "w.gif", "w.png", "p.png", "l.gif"):
+        assert (tmp_path / name).is_file(), name
 
 
 def test_onnx_models_refuse_the_wrong_command_and_foreign_files(
