@@ -202,16 +202,17 @@ class ProGAN(GeneratorRecipe):
         if config.train.steps < 1 or config.data.channels is None:
             raise ConfigError("train.steps and data.channels must be resolved before building the recipe")
         self.config, self.engine = config, engine
-        G, D = build_networks(
+        self.G, self.D = build_networks(
             config, engine, lambda: build_discriminator(config), lambda: build_generator(config), partial=True
         )
-        self.G, self.D = G, D
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
         self.setup_techniques()
         self.starts = phase_starts(phases(config), config.train.batch_size, engine.world_size)
-        self.level, self.alpha = 0, 1.0  # of the last step trained: previews draw there
+        # The level and α of the last step trained: previews draw there.
+        self.level: int = 0
+        self.alpha: Alpha = 1.0
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         c = self.config
