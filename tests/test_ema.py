@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from translate.cli import app
 from translate.deploy.models import load_generator, load_sampler
 from translate.train import checkpoint
-from translate.train.ema import GeneratorEMA
+from translate.networks.dcgan import DCGANGenerator
+from translate.train.ema import NORM_SAMPLES, GeneratorEMA
 
 RUNNER = CliRunner()
 SETTINGS = ["--preset", "tiny", "--device", "cpu", "--set", "num_workers=0", "--set", "checkpoint_every=2"]
@@ -50,6 +51,37 @@ def test_swapped_in_lends_the_average_and_gives_the_weights_back() -> None:
     with ema.swapped_in({"G": live}):
         assert torch.all(live.weight == 3.0)
     assert torch.equal(live.weight, own)
+
+
+def test_measured_norms_are_the_averages_own_statistics() -> None:
+    live = DCGANGenerator(8, 1, 32, base_channels=4)
+    ema = GeneratorEMA({"G": live}, half_life=100)
+    average = ema.averages["G"]
+    with torch.no_grad():  # the average drifts away from the live weights whose statistics it copied
+        for p in average.parameters():
+            p.mul_(1.5)
+    first = next(m for m in average.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    z = torch.randn(NORM_SAMPLES, 8, generator=torch.Generator().manual_seed(0))
+    seen: list[torch.Tensor] = []
+    hook = first.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        average.train()(z)  # the first norm's input for every sample at once
+    expected_mean, expected_var = seen[0].mean((0, 2, 3)), seen[0].var((0, 2, 3))
+    hook.remove()
+    average.eval()
+    assert not torch.allclose(first.running_mean, expected_mean, atol=1e-3)  # copied from the live network
+
+    chunks = iter(z.split(256))
+    ema.measure_norms("G", lambda n: {"z": next(chunks)}, 256)
+    # Equal batches: the mean of their means is the overall mean; their variances average to nearly the whole one.
+    assert torch.allclose(first.running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(first.running_var, expected_var, rtol=0.02)
+    assert not average.training and first.momentum == 0.1
+
+
+def test_measured_norms_leave_a_network_without_batch_norm_alone() -> None:
+    ema = GeneratorEMA({"G": torch.nn.Linear(2, 1)}, half_life=10)
+    ema.measure_norms("G", lambda n: pytest.fail("no batch norm, no samples"), 4)
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ def test_gradient_penalty_is_zero_for_unit_gradient() -> None:
     assert float(gradient_penalty(critic, real, fake).detach()) == pytest.approx(4.0)
 
 
-def _recipe(name: str, data: Path, steps: int = 2):
+def _recipe(name: str, data: Path, steps: int = 2, **overrides: object):
     spec = RECIPES[name]
     config = apply_overrides(
         spec.config_class(),
@@ -99,6 +99,7 @@ def _recipe(name: str, data: Path, steps: int = 2):
             "log_every": 1,
             "preview_every": 1000,
             "checkpoint_every": 1000,
+            **overrides,
         },
     )
     training = spec.make_data(config, data)
@@ -120,6 +121,17 @@ def test_one_step_updates_both_networks(name: str, digits: Path) -> None:
     for key, module in recipe.modules().items():
         assert any(not torch.equal(a, b) for a, b in zip(before[key], module.parameters(), strict=True)), key
     assert all(p.requires_grad for p in recipe.D.parameters())  # D is unfrozen again after G's step
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_generator_lr_sets_only_the_generators_rate(name: str, digits: Path) -> None:
+    recipe, _, _ = _recipe(name, digits)
+    rates = {key: opt.param_groups[0]["lr"] for key, opt in recipe.optimizers().items()}
+    own = recipe.config.generator_lr or recipe.config.optim.lr  # InfoGAN's default is its paper's 1e-3
+    assert rates["G"] == own and rates["D"] == recipe.config.optim.lr
+    recipe, _, _ = _recipe(name, digits, generator_lr=3e-3)
+    rates = {key: opt.param_groups[0]["lr"] for key, opt in recipe.optimizers().items()}
+    assert rates["G"] == 3e-3 and rates["D"] == recipe.config.optim.lr
 
 
 @pytest.mark.parametrize(

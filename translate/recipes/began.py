@@ -184,7 +184,7 @@ class BEGAN(GeneratorRecipe):
             config, engine, lambda: build_discriminator(config), lambda: build_generator(config)
         )
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
         self.setup_techniques()
         # The equilibrium's state, on the device (no host synchronisation per step): k_t, and the window's sum of

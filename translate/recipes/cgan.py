@@ -29,7 +29,18 @@ from translate.train.engine import Engine
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": TINY_PRESET,
     "paper": {},
-    "mnist": {"data.image_size": 32, "train.batch_size": 64, "train.steps": 3000},
+    # MNIST at 32 px: batch 128 and G at five times D's rate (InfoGAN's 1e-3 against 2e-4), half DCGAN's widths
+    # (a third of the cost per step), no augmentation; 5,000 steps. At 3,000 steps (seed 0) this scored FID 18.3 and
+    # 99.0% recognised as the requested digit (pretrained/README.md).
+    "mnist": {
+        "data.image_size": 32,
+        "train.batch_size": 128,
+        "train.steps": 5000,
+        "generator_lr": 1e-3,
+        "augment": "none",
+        "generator_channels": 32,
+        "discriminator_channels": 32,
+    },
 }
 
 
@@ -58,7 +69,7 @@ class CGAN(GeneratorRecipe):
             lambda: build_discriminator(config, norm=config.discriminator_norm, num_classes=self.num_classes),
         )
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
         self.setup_techniques()
 

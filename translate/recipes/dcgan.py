@@ -53,7 +53,7 @@ class DCGAN(GeneratorRecipe):
             config, engine, lambda: build_discriminator(config, norm=config.discriminator_norm)
         )
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
         self.setup_techniques()
 

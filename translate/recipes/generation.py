@@ -45,6 +45,8 @@ class GeneratorConfig:
     generator_channels: int = 64  # width of the generator's last layer (doubling towards z)
     discriminator_channels: int = 64  # width of the discriminator's first layer
     init_gain: float = 0.02  # DCGAN: weights N(0, 0.02); 0: PyTorch's default initialisation
+    # G's own Adam rate (two time-scale training, Heusel et al. 2017; InfoGAN's 1e-3); 0: optim.lr, D's rate.
+    generator_lr: float = 0.0
     epochs: int = 25  # when train.steps is 0
     class_names: tuple[str, ...] = ()  # filled from the data's sub-folders by class-conditional recipes
     # Augmentation of every image D sees (translate.augment): none, diff (DiffAugment), ada, or auto: DiffAugment
@@ -56,6 +58,11 @@ class GeneratorConfig:
     minibatch_std: bool = False  # D sees each group's feature spread (Karras et al. 2018's simpler variant)
     historical_averaging: float = 0.0  # λ of ‖θ − mean of past θ‖², for G and D; 0: off
     real_label: float = 1.0  # D's target on real images (lsgan, vanilla); 0.9: one-sided label smoothing
+
+    @property
+    def lr_G(self) -> float:
+        """The generator's learning rate: generator_lr, or optim.lr when that is 0."""
+        return self.generator_lr or self.optim.lr
 
     @staticmethod
     def image_sizes() -> tuple[int, int]:
@@ -75,6 +82,8 @@ class GeneratorConfig:
         if self.epochs < 1:
             raise ConfigError("epochs must be >= 1")
         check_size("minibatch_kernels", self.minibatch_kernels, 0, MAX_CHANNELS)
+        if self.generator_lr < 0:
+            raise ConfigError(f"generator_lr must be >= 0 (0: optim.lr), got {self.generator_lr}")
         if self.historical_averaging < 0 or not 0.5 <= self.real_label <= 1:
             raise ConfigError("historical_averaging must be >= 0 and real_label in [0.5, 1]")
         object.__setattr__(self, "class_names", tuple(self.class_names))  # JSON gives a list back

@@ -213,7 +213,7 @@ class LAPGAN(GeneratorRecipe):
             config, engine, lambda: build_discriminator(config), lambda: build_generator(config)
         )
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
         self.setup_techniques()
         self.loss_groups = {

@@ -206,7 +206,7 @@ class ProGAN(GeneratorRecipe):
             config, engine, lambda: build_discriminator(config), lambda: build_generator(config), partial=True
         )
         betas = (config.optim.beta1, config.optim.beta2)
-        self.opt_G = engine.adam(self.G.parameters(), lr=config.optim.lr, betas=betas)
+        self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=betas)
         self.opt_D = engine.adam(self.D.parameters(), lr=config.optim.lr, betas=betas)
         self.setup_techniques()
         self.starts = phase_starts(phases(config), config.train.batch_size, engine.world_size)

@@ -81,10 +81,10 @@ class WGANGP(GeneratorRecipe):
         )
         o = config.optim
         if config.constraint == "clip":
-            self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=o.lr)
+            self.opt_G = torch.optim.RMSprop(self.G.parameters(), lr=config.lr_G)
             self.opt_D = torch.optim.RMSprop(self.D.parameters(), lr=o.lr)
         else:
-            self.opt_G = engine.adam(self.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+            self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=(o.beta1, o.beta2))
             self.opt_D = engine.adam(self.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
         self.setup_techniques()
 

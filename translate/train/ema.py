@@ -8,19 +8,23 @@ beside the raw generator, as `<name>_ema`, and the deploy path prefers it.
 The decay is given as a half-life in images, so it means the same at any batch size: after each step of B images,
 avg ← β·avg + (1 − β)·G with β = 0.5^(B / half_life). Early in training, when G changes fastest, the half-life is
 capped at `rampup` times the images seen so far (StyleGAN2-ADA's ramp-up, 0.05), so the average does not drag along
-the random initialisation. Buffers (batch-norm statistics) are copied, not averaged, as in those works.
+the random initialisation. Buffers (batch-norm statistics) are copied from the live generators at every step, as
+in those works; but the live network's running statistics describe the live weights, not their average, so before
+the averages are used (previews, evaluations, checkpoints) their batch-norm statistics are measured anew on samples
+they draw (`measure_norms`: SWA's update_bn, Izmailov et al. 2018, for a network fed by its prior).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 SUFFIX = "_ema"
+NORM_SAMPLES = 2048  # generated samples on which the averages' batch-norm statistics are measured
 
 
 def ema_name(name: str) -> str:
@@ -63,6 +67,28 @@ class GeneratorEMA:
                 mine.lerp_(theirs.detach(), 1.0 - beta)
             for mine, theirs in zip(average.buffers(), module.buffers(), strict=True):
                 mine.copy_(theirs)
+
+    @torch.no_grad()
+    def measure_norms(self, name: str, draw: Callable[[int], dict[str, Tensor]], batch_size: int) -> None:
+        """Replace the batch-norm statistics of average `name` with those of its own activations: NORM_SAMPLES
+        samples in batches of `batch_size`, their inputs from `draw(n)` (keyword arguments of its forward), the
+        statistics averaged equally over the batches. Nothing else changes; without batch norm this is a no-op."""
+        average = self.averages[name]
+        norms = [m for m in average.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+        average.train()
+        try:
+            for start in range(0, NORM_SAMPLES, batch_size):
+                average(**draw(min(batch_size, NORM_SAMPLES - start)))
+        finally:
+            average.eval()
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
 
     @contextmanager
     def swapped_in(self, generators: dict[str, nn.Module]) -> Iterator[None]:

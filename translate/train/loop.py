@@ -73,6 +73,7 @@ class Trainer:
         self._resumed_samples = (0, 0)  # (step, sample counter) the run started from
         self.ema = self._ema()
         self._ema_from_generators = True  # until a checkpoint with averages is restored
+        self._norms_measured_at = -1  # the step at which the averages' batch-norm statistics were last measured
         # Built (feature network, real features) before the first step, so a bad setting or a failed download stops
         # the run at once rather than at the first evaluation.
         self.evaluation = self._evaluation()
@@ -100,6 +101,28 @@ class Trainer:
         """The recipe's generator modules (unwrapped) by checkpoint name."""
         names = names if names is not None else set(self.ema.averages) if self.ema else set()
         return {name: module for name, module in self.recipe.modules().items() if name in names}
+
+    def _measure_norms(self, step: int) -> None:
+        """Before the averages are used at `step`: their batch-norm statistics measured on their own samples
+        (GeneratorEMA.measure_norms), for generators fed by a prior. The inputs come from a generator of their own,
+        seeded alike every time, so training's random streams and exact resume are untouched."""
+        from translate.deploy.sampling import draw
+        from translate.recipes import get_recipe
+
+        spec = get_recipe(self.recipe.name)
+        if self.ema is None or spec.generator_inputs is None or step == self._norms_measured_at:
+            return
+        inputs = spec.generator_inputs(self.config)
+        rng = np.random.default_rng(self.config.train.seed)
+        device = self.engine.device
+
+        def feeds(n: int) -> dict[str, Tensor]:
+            return {item.name: torch.from_numpy(draw(item, n, rng)).to(device) for item in inputs}
+
+        for name in self.ema.averages:
+            # At least 2 per batch: batch norm cannot measure a spread on one sample.
+            self.ema.measure_norms(name, feeds, max(2, self.config.train.batch_size))
+        self._norms_measured_at = step
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         """What a checkpoint holds: the recipe's networks and the generators' averages."""
@@ -149,6 +172,7 @@ class Trainer:
         self._last_saved = path
         if not self.engine.is_main:
             return path
+        self._measure_norms(step)
         optimizers = self.recipe.optimizers()
         checkpoint.save(
             path,
@@ -228,6 +252,7 @@ class Trainer:
     def write_preview(self, step: int) -> np.ndarray:
         """Write `previews/step_N.png`, one labelled row per preview row of the recipe; returns the grid."""
         inputs = self.engine.to_device(self.data.preview)
+        self._measure_norms(step)
         with self.ema.swapped_in(self._generators()) if self.ema else contextlib.nullcontext():
             rows = self.recipe.preview(inputs)  # (label, (N, C, H, W)) per row: the averages' samples
         columns, height = rows[0][1].shape[0], rows[0][1].shape[2]
@@ -270,6 +295,7 @@ class Trainer:
         started = time.perf_counter()
         spec = get_recipe(self.recipe.name)
         live = self._generators(set(spec.directions.values()))
+        self._measure_norms(step)
         deployed = dict(self.ema.averages) if self.ema is not None else live  # what export/apply/sample would use
         record = self.evaluation.evaluate(deployed, step)
         log.write(json.dumps(record) + "\n")
