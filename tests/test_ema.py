@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.deploy.models import load_generator, load_sampler
-from translate.train import checkpoint
 from translate.networks.dcgan import DCGANGenerator
+from translate.train import checkpoint
 from translate.train.ema import NORM_SAMPLES, GeneratorEMA
 
 RUNNER = CliRunner()
