@@ -77,9 +77,13 @@ def train(data: Path, runs: Path, recipe: str) -> dict[str, object]:
 
 
 def held_out(data: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """(Ming files, Ming glyphs, Kai glyphs) of the held-out characters, uint8 (N, H, W, 1)."""
-    ming = find_images(data / "test" / "A")
-    kai = [data / "test" / "B" / path.name for path in ming]
+    """(Ming files, Ming glyphs, Kai glyphs) of the held-out characters, uint8 (N, H, W, 1): from test/A and
+    test/B (the paired layout) or testA and testB (the unpaired one; its test characters are paired too)."""
+    ming_dir, kai_dir = (data / "test" / "A", data / "test" / "B")
+    if not ming_dir.is_dir():
+        ming_dir, kai_dir = data / "testA", data / "testB"
+    ming = find_images(ming_dir)
+    kai = [kai_dir / path.name for path in ming]
     return ming, np.stack([load_image(p, 1) for p in ming]), np.stack([load_image(p, 1) for p in kai])
 
 
@@ -94,16 +98,32 @@ def scores(output: np.ndarray, real: np.ndarray) -> dict[str, float]:
     return {"ink_iou": float(iou.mean()), "l1": float(l1.mean()), "ssim": float(np.mean(per_glyph))}
 
 
-def translate_glyphs(model: str, glyphs: np.ndarray) -> np.ndarray:
+def translate_glyphs(model: str, glyphs: np.ndarray, *, live: bool = False) -> np.ndarray:
+    """Ming → Kai with the deployed generator (the moving average when the run kept one); `live`: with the last
+    step's own weights instead."""
     from translate.deploy.inference import run_model
-    from translate.deploy.models import load_translator
+    from translate.deploy.models import TorchTranslator, load_generator, load_translator
+    from translate.train import checkpoint
 
     translator = load_translator(model, "a2b", "cpu")
+    if live:
+        latest = checkpoint.latest_checkpoint(Path(model))
+        assert latest is not None
+        module, description = load_generator(latest, "a2b")
+        checkpoint.load_module(latest, "G_AB", module)
+        translator = TorchTranslator(module, translator.device, description)
     return np.concatenate([run_model(translator, glyphs[i : i + 64]) for i in range(0, len(glyphs), 64)])
 
 
+def keeps_average(run: Path) -> bool:
+    from translate.train import checkpoint
+
+    latest = checkpoint.latest_checkpoint(run)
+    return latest is not None and "G_AB_ema" in checkpoint.read(latest).meta.get("modules", [])
+
+
 def evaluate(data: Path, runs: Path) -> dict[str, dict[str, float]]:
-    _, ming, kai = held_out(data)
+    files, ming, kai = held_out(data)
     table = {
         "output = input (Ming glyph)": scores(ming, kai),
         "all-white page": scores(np.full_like(kai, 255), kai),
@@ -111,7 +131,10 @@ def evaluate(data: Path, runs: Path) -> dict[str, dict[str, float]]:
     for recipe in RECIPES:
         if (runs / recipe / "checkpoints").is_dir():
             table[recipe] = scores(translate_glyphs(str(runs / recipe), ming), kai)
-    print(f"held-out characters: {len(ming)} ({data / 'test'})\n")
+            if keeps_average(runs / recipe):  # the moving average above; the raw weights beside it
+                live = translate_glyphs(str(runs / recipe), ming, live=True)
+                table[f"{recipe} (last step's weights, no EMA)"] = scores(live, kai)
+    print(f"held-out characters: {len(ming)} ({files[0].parent})\n")
     print("| model | ink IoU ↑ | L1 ↓ | SSIM ↑ |\n|---|---|---|---|")
     for name, row in table.items():
         print(f"| {name} | {row['ink_iou']:.3f} | {row['l1']:.3f} | {row['ssim']:.3f} |")
