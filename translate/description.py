@@ -19,10 +19,10 @@ from typing import Literal
 
 from translate.errors import ModelError, OnnxModelError
 
-# 3: latent codes (input kinds categorical and uniform); 2: generator inputs by name; 1: latent_dim and class_names
-# keys. A file is written with the lowest version that holds it, so models without codes stay readable by older
-# versions.
-FORMAT_VERSION = 3
+# 4: a prior over a categorical input's values (`weights`); 3: latent codes (input kinds categorical and uniform);
+# 2: generator inputs by name; 1: latent_dim and class_names keys. A file is written with the lowest version that
+# holds it, so models without codes stay readable by older versions.
+FORMAT_VERSION = 4
 ModelKind = Literal["translator", "generator"]
 InputKind = Literal["normal", "class", "categorical", "uniform"]
 _INPUT_KINDS = ("normal", "class", "categorical", "uniform")
@@ -36,19 +36,33 @@ class GeneratorInput:
 
     kind "normal": float32 vectors drawn from N(0, I) (the latent z, shape (dim,)); kind "class": int64 class
     indices, shape (), into `classes`. Latent codes (InfoGAN): kind "categorical", int64 indices, shape (), uniform
-    over `classes` (the values' names, "0" to "K-1"); kind "uniform", float32 values drawn from U(-1, 1).
+    over `classes` (the values' names, "0" to "K-1") unless `weights` gives each value's probability (a cGAN on
+    clusters draws each cluster as often as it holds training images); kind "uniform", float32 values drawn from
+    U(-1, 1).
     """
 
     name: str
     kind: InputKind
     shape: tuple[int, ...] = ()
     classes: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()  # categorical inputs: P(value) per value, summing to 1; empty: uniform
 
     def __post_init__(self) -> None:
         if self.kind not in _INPUT_KINDS:
             raise ValueError(f"unknown generator input kind {self.kind!r}: use one of {', '.join(_INPUT_KINDS)}")
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "classes", tuple(self.classes))
+        weights = tuple(float(w) for w in self.weights)
+        if weights and (
+            self.kind != "categorical"
+            or len(weights) != len(self.classes)
+            or min(weights) < 0
+            or abs(sum(weights) - 1) > 1e-6
+        ):
+            raise ValueError(
+                f"input {self.name}: weights must be one probability per value of a categorical input, summing to 1"
+            )
+        object.__setattr__(self, "weights", weights)
 
     @property
     def dtype(self) -> str:
@@ -59,6 +73,8 @@ class GeneratorInput:
         out: dict[str, object] = {"name": self.name, "kind": self.kind, "shape": list(self.shape)}
         if self.classes:
             out["classes"] = list(self.classes)
+        if self.weights:
+            out["weights"] = list(self.weights)
         return out
 
 
@@ -106,10 +122,17 @@ class ModelDescription:
         label = self.class_input
         return label.classes if label is not None else ()
 
+    @property
+    def format_version(self) -> int:
+        """The lowest metadata version that holds this model (older readers open what they can)."""
+        if any(item.weights for item in self.inputs):
+            return FORMAT_VERSION
+        return 3 if self.codes else 2
+
     def to_metadata(self) -> dict[str, str]:
         """The ONNX `metadata_props` (string → string) of an export."""
         props = {
-            "format_version": str(FORMAT_VERSION if self.codes else 2),
+            "format_version": str(self.format_version),
             "kind": self.kind,
             "recipe": self.recipe,
             "direction": self.direction,
@@ -177,6 +200,7 @@ def _inputs_v2(text: str) -> tuple[GeneratorInput, ...]:
             kind=item["kind"],
             shape=tuple(item.get("shape", ())),
             classes=tuple(item.get("classes", ())),
+            weights=tuple(item.get("weights", ())),
         )
         for item in json.loads(text)
     )

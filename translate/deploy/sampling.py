@@ -49,7 +49,10 @@ class Sampler(Protocol):
 
 def draw(item: GeneratorInput, n: int, rng: np.random.Generator) -> np.ndarray:
     """n random values of one generator input from its prior: N(0, I) vectors, class (or category) indices uniform
-    over its classes, or U(-1, 1) values for a continuous code."""
+    over its classes (or by its weights), or U(-1, 1) values for a continuous code."""
+    if item.weights:
+        weights = np.asarray(item.weights, dtype=np.float64)
+        return rng.choice(len(item.classes), n, p=weights / weights.sum()).astype(np.int64)
     if item.kind in ("class", "categorical"):
         return rng.integers(0, len(item.classes), n).astype(np.int64)
     if item.kind == "uniform":

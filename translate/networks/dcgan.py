@@ -79,6 +79,14 @@ class DCGANGenerator(nn.Module):
         return self.layers(z[:, :, None, None])
 
 
+class ClusterGenerator(DCGANGenerator):
+    """The conditional generator of a cGAN trained on clusters of unlabelled images (translate.data.clusters): the
+    same network, its class input named `cluster` (a latent code, recipes.cgan.generator_inputs)."""
+
+    def forward(self, z: Tensor, cluster: Tensor | None = None, *, embedding: Tensor | None = None) -> Tensor:
+        return super().forward(z, cluster, embedding=embedding)
+
+
 def _critic_norm(kind: CriticNorm, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)

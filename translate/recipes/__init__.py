@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
 
 from translate.errors import CheckpointError, ConfigError
 from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, lapgan, pix2pix, progan, wgan_gp
@@ -72,12 +71,12 @@ RECIPES: dict[str, RecipeSpec] = {
         data="classes",
         config_class=cgan.CGANConfig,
         build=cgan.CGAN,
-        build_generator=generation.build_generator,
+        build_generator=cgan.build_generator,
         directions=generation.DIRECTIONS,
-        make_data=functools.partial(generation.make_data, labeled=True),
+        make_data=cgan.make_data,
         default_steps=epoch_steps,
         presets=cgan.PRESETS,
-        generator_inputs=generation.generator_inputs,
+        generator_inputs=cgan.generator_inputs,
     ),
     "infogan": RecipeSpec(
         name="infogan",

@@ -28,6 +28,7 @@ class TrainingData:
     channels: int  # image channels the data resolved to (1 or 3)
     images: int = 0  # training images, where a setting depends on how many there are (augment: auto)
     class_names: tuple[str, ...] = ()  # class-conditional data: one name per label, in label order
+    cluster_shares: tuple[float, ...] = ()  # classes found by clustering: each one's share of the images
     # The same samples at another image size (a phase that trains at it); None: this data has one size.
     at_size: Callable[[int], Dataset] | None = None
     # Translators: held-out (inputs, real images of the output domain), named in the commands a run ends with.

@@ -9,14 +9,20 @@ initialisation and optimiser otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from translate.errors import ConfigError
+from translate.config import MAX_CLASSES, check_size
+from translate.description import GeneratorInput
+from translate.errors import ConfigError, DataError
 from translate.losses import discriminator_loss, generator_loss
-from translate.networks.dcgan import CriticNorm
+from translate.networks.dcgan import ClusterGenerator, CriticNorm, DCGANGenerator
+from translate.recipes import generation
+from translate.recipes.base import TrainingData
 from translate.recipes.generation import (
     TINY_PRESET,
     GeneratorConfig,
@@ -49,6 +55,47 @@ class CGANConfig(GeneratorConfig):
     # The projection discriminator's setting (Miyato & Koyama 2018): hinge loss and spectral normalisation.
     gan_loss: Literal["vanilla", "hinge"] = "hinge"  # adversarial loss
     discriminator_norm: CriticNorm = "spectral"  # normalisation in the discriminator
+    # 0: the classes are the data's sub-folders. K: no labels needed; the images (all of them, sub-folders or
+    # not) are split into K clusters by k-means on their pixels and the cluster is the class (a self-conditioned
+    # GAN, Liu et al. 2020: translate.data.clusters). Fake labels, and samples, draw a cluster by its share.
+    clusters: int = 0
+    cluster_shares: tuple[float, ...] = ()  # filled when training starts: each cluster's share of the images
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.clusters:
+            check_size("clusters", self.clusters, 2, MAX_CLASSES)
+        shares = tuple(float(x) for x in self.cluster_shares)
+        if shares and (len(shares) != self.clusters or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6):
+            raise ConfigError("cluster_shares must hold one share per cluster, summing to 1")
+        object.__setattr__(self, "cluster_shares", shares)  # JSON gives a list back
+
+
+def build_generator(config: CGANConfig, direction: str = "generate") -> DCGANGenerator:
+    """DCGAN's conditional generator; on clusters, its class input is called `cluster` (generator_inputs)."""
+    network = ClusterGenerator if config.clusters else DCGANGenerator
+    return generation.build_generator(config, direction, network=network)
+
+
+def generator_inputs(config: CGANConfig) -> tuple[GeneratorInput, ...]:
+    """z and the class; on clusters the class is a latent code drawn by the clusters' shares, so the model samples
+    like an unconditional one and `--code cluster=K` picks a cluster."""
+    z, label = generation.generator_inputs(config)
+    if not config.clusters:
+        return z, label
+    return z, GeneratorInput("cluster", "categorical", (), label.classes, weights=config.cluster_shares)
+
+
+def make_data(config: CGANConfig, data: Path | None, **options: Any) -> TrainingData:
+    """One class per sub-folder, or per k-means cluster with `clusters`; a resumed run must find the same clusters."""
+    training = generation.make_data(config, data, labeled=True, clusters=config.clusters, **options)
+    found, saved = np.asarray(training.cluster_shares), np.asarray(config.cluster_shares)
+    if saved.size and (found.shape != saved.shape or np.abs(found - saved).max() > 1e-9):
+        raise DataError(
+            f"{data}: the images no longer fall into this run's clusters (their shares changed); the data changed "
+            "since the run started: resume it on the same images, or start a new run"
+        )
+    return training
 
 
 class CGAN(GeneratorRecipe):
@@ -67,6 +114,7 @@ class CGAN(GeneratorRecipe):
             config,
             engine,
             lambda: build_discriminator(config, norm=config.discriminator_norm, num_classes=self.num_classes),
+            lambda: build_generator(config),
         )
         betas = (config.optim.beta1, config.optim.beta2)
         self.opt_G = engine.adam(self.G.parameters(), lr=config.lr_G, betas=betas)
@@ -78,7 +126,11 @@ class CGAN(GeneratorRecipe):
         real, y_real = batch["image"], batch["label"]
         n = real.shape[0]
         z = torch.randn(n, c.latent_dim, device=real.device)
-        y_fake = torch.randint(self.num_classes, (n,), device=real.device)
+        if c.clusters:  # as often as each cluster holds real images
+            shares = torch.tensor(c.cluster_shares, device=real.device)
+            y_fake = torch.multinomial(shares, n, replacement=True)
+        else:
+            y_fake = torch.randint(self.num_classes, (n,), device=real.device)
 
         # D: real images with their labels against generated images with the labels they were asked for.
         with self.engine.autocast():

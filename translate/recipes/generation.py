@@ -13,6 +13,7 @@ from torch import Tensor
 
 from translate.augment import Augment
 from translate.config import MAX_CHANNELS, MAX_CLASSES, MAX_LATENT, DataConfig, OptimConfig, TrainConfig, check_size
+from translate.data.clusters import cluster_images
 from translate.data.folders import ImageDataset, scan_classes, scan_domain
 from translate.description import GeneratorInput
 from translate.errors import ConfigError, DataArgumentError
@@ -89,10 +90,12 @@ class GeneratorConfig:
         object.__setattr__(self, "class_names", tuple(self.class_names))  # JSON gives a list back
 
 
-def build_generator(config: GeneratorConfig, direction: str = "generate") -> DCGANGenerator:
+def build_generator(
+    config: GeneratorConfig, direction: str = "generate", *, network: type[DCGANGenerator] = DCGANGenerator
+) -> DCGANGenerator:
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}: a generator has only 'generate'")
-    return DCGANGenerator(
+    return network(
         config.latent_dim,
         config.data.channels or 3,
         config.data.image_size,
@@ -176,14 +179,23 @@ def make_data(
     data: Path | None,
     *,
     labeled: bool = False,
+    clusters: int = 0,
     domain_a: Path | None = None,
     domain_b: Path | None = None,
     console: Console | None = None,
 ) -> TrainingData:
-    """Every image under `data` (recursively), or one class per sub-folder when `labeled`."""
+    """Every image under `data` (recursively), or one class per sub-folder when `labeled`, or one class per
+    k-means cluster of the images when `clusters` is K (translate.data.clusters)."""
     if data is None or domain_a is not None or domain_b is not None:
         raise DataArgumentError("give one folder of images (DATA); --domain-a/--domain-b are for translation models")
-    if labeled:
+    shares: tuple[float, ...] = ()
+    if clusters:
+        images = scan_domain(data, config.data.channels, console=console)
+        labels, shares = cluster_images(
+            images, clusters, image_size=config.data.image_size, seed=config.train.seed, console=console
+        )
+        names = [str(i) for i in range(clusters)]
+    elif labeled:
         images, labels, names = scan_classes(data, config.data.channels, console=console)
     else:
         images, labels, names = scan_domain(data, config.data.channels, console=console), None, []
@@ -193,7 +205,9 @@ def make_data(
         return ImageDataset(images, labels, image_size=image_size, flip=config.data.flip, seed=config.train.seed)
 
     kind = "grayscale" if images.channels == 1 else "RGB"
-    summary = f"{len(images)} images in {len(names)} classes" if labeled else f"{len(images)} images"
+    summary = f"{len(images)} images"
+    if names:
+        summary += f" in {len(names)} {'clusters' if clusters else 'classes'}"
     return TrainingData(
         dataset=at_size(config.data.image_size),
         preview=preview_inputs(config.latent_dim, len(names), config.train.seed),
@@ -201,6 +215,7 @@ def make_data(
         channels=images.channels,
         images=len(images),
         class_names=tuple(names),
+        cluster_shares=shares,
         at_size=at_size,
     )
 

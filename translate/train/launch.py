@@ -53,6 +53,8 @@ def complete_config(spec: RecipeSpec, config: Any, data: TrainingData) -> Any:
     config = replace(config, data=replace(config.data, channels=data.channels))
     if data.class_names:
         config = replace(config, class_names=data.class_names)
+    if data.cluster_shares:
+        config = replace(config, cluster_shares=data.cluster_shares)
     if getattr(config, "augment", None) == "auto":  # generation recipes: augmentation follows the dataset's size
         config = replace(config, augment=choose_policy("auto", data.images))
     if config.train.steps == 0:
