@@ -43,7 +43,7 @@ def test_shipped_feature_networks_match_the_manifest() -> None:
         assert float(props["heldout_accuracy"]) == pytest.approx(entry["heldout_accuracy"])
 
 
-@pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cgan"])
+@pytest.mark.parametrize("name", ["mnist-dcgan", "mnist-cgan", "mnist-clusters"])
 def test_shipped_generators_load_and_are_deterministic(name: str) -> None:
     sampler = load_sampler(name, "cpu")
     model = sampler.model
@@ -52,11 +52,17 @@ def test_shipped_generators_load_and_are_deterministic(name: str) -> None:
     feeds = {"z": z}
     if model.class_input is not None:
         feeds[model.class_input.name] = np.arange(4, dtype=np.int64)
+    for code in model.codes:  # mnist-clusters: the cluster, a code drawn by the clusters' shares
+        feeds[code.name] = np.arange(4, dtype=np.int64)
     a, b = sampler(feeds), sampler(feeds)
     assert a.shape == (4, 1, 32, 32) and np.array_equal(a, b)
     assert a.min() >= -1 and a.max() <= 1 and a.std() > 0.1  # not a blank page
     if name == "mnist-cgan":
         assert list(model.class_names) == [str(d) for d in range(10)]
+    if name == "mnist-clusters":
+        (cluster,) = model.codes
+        assert len(cluster.weights) == 30 and sum(cluster.weights) == pytest.approx(1)
+        assert list(cluster.weights) == sorted(cluster.weights, reverse=True)  # numbered from the largest
 
 
 def test_sample_and_interpolate_work_with_no_model_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +74,7 @@ def test_sample_and_interpolate_work_with_no_model_argument(tmp_path: Path, monk
     result = runner.invoke(app, ["interpolate", "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "interpolation.gif").n_frames == 12
-    assert "mnist-dcgan" in shipped_models()
+    assert {"mnist-dcgan", "mnist-clusters"} <= set(shipped_models())
 
 
 def _ink_iou(a: np.ndarray, b: np.ndarray) -> float:

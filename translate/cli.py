@@ -379,7 +379,7 @@ def sample(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = Backend.auto,
 ) -> None:
-    """Draw samples from an image generator (default: the shipped mnist-dcgan)."""
+    """Draw samples from an image generator (default: the shipped mnist-clusters)."""
     with _errors():
         from translate.deploy.models import load_sampler
         from translate.deploy.sampling import run_sample

@@ -248,7 +248,7 @@ def evaluate_generator(
     if fake.predicted is not None and (mapping is not None or not classes):
         wanted = mapping[requested] if mapping is not None else None
         report["classified"] = classified(fake.predicted, wanted, network.classes)
-    if fake.predicted is not None:  # InfoGAN's categorical codes, each against the classes it picked up
+    if fake.predicted is not None:  # categorical codes (InfoGAN's, a cGAN's clusters) against the classes they hold
         report["codes"] = {
             code.name: code_purity(fake.predicted, feeds[code.name], len(code.classes), network.classes)
             for code in model.codes

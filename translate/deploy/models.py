@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from translate.recipes.base import RecipeSpec
 
 
-DEFAULT_SAMPLER = "mnist-dcgan"
+DEFAULT_SAMPLER = "mnist-clusters"
 EXPORTS = (".onnx", ".xml")  # exported models: ONNX files, and OpenVINO IR (the .xml beside its .bin)
 BACKENDS = ("auto", "onnxruntime", "openvino")  # what runs an exported model (`--backend`)
 
@@ -422,7 +422,7 @@ class TorchSampler:
 
 
 def load_sampler(model: str | None = None, device: str = "auto", backend: str = "auto") -> Sampler:
-    """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped MNIST DCGAN);
+    """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped mnist-clusters);
     exports run on the backend `choose_backend` picks."""
     path = resolve_model(model or DEFAULT_SAMPLER)
     runner = choose_backend(path, backend, device)

@@ -2,8 +2,10 @@
 
 The generator sees z gated by a learned class embedding (z ⊙ embed(y)); the discriminator scores
 ψ(φ(x)) + embed(y)·φ(x) with spectral normalisation and the hinge loss, the projection discriminator's own
-setting. Classes are the data folder's sub-folders, and their names are saved with the model. DCGAN networks,
-initialisation and optimiser otherwise.
+setting. Classes are the data folder's sub-folders, and their names are saved with the model; or, with
+`clusters=K`, K k-means clusters of unlabelled images (a self-conditioned GAN, translate.data.clusters), and the
+model's class input becomes a latent code drawn by the clusters' shares. DCGAN networks, initialisation and
+optimiser otherwise.
 """
 
 from __future__ import annotations
