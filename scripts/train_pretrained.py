@@ -32,12 +32,12 @@ DATA_NOTE = (
 MODELS: dict[str, dict[str, object]] = {
     "mnist-dcgan": {"recipe": "dcgan", "steps": 3000, "description": "32 px MNIST digits, unconditional DCGAN"},
     "mnist-cgan": {"recipe": "cgan", "steps": 3000, "description": "32 px MNIST digits, one class per digit"},
-    # The cGAN's preset with no labels: its classes are 30 k-means clusters of the training images' pixels.
+    # The cGAN's preset with no labels: its classes are 30 clusters of the training images' pixels.
     "mnist-clusters": {
         "recipe": "cgan",
         "steps": 3000,
         "set": ["clusters=30"],
-        "description": "32 px MNIST digits, no labels: a cGAN on 30 k-means clusters of the images",
+        "description": "32 px MNIST digits, no labels: a cGAN on 30 spectral clusters of the images",
     },
     # Batch 128 as in the InfoGAN authors' code; the preset's 5,000 steps (their 50 "epochs" of 100 updates) fit the
     # 15-minute budget on a 2-core CPU with the preset's half-width networks.

@@ -105,6 +105,8 @@ TECHNIQUES = [
     ("dcgan", ["augment=diff", "feature_matching=true", "minibatch_std=true"]),
     ("cgan", ["augment=diff", "minibatch_kernels=10"]),
     ("wgan-gp", ["augment=diff", "feature_matching=true", "historical_averaging=0.01"]),
+    ("cyclegan", ["augment=ada"]),
+    ("cyclegan", ["augment=diff", "gan_loss=vanilla"]),
 ]
 
 
@@ -114,6 +116,9 @@ def test_techniques_train_and_resume_bit_exactly(tmp_path, recipe: str, settings
     if recipe == "cgan":
         make_shapes(tmp_path / "data" / "circle", 4, shape="circle", seed=3)
         make_shapes(tmp_path / "data" / "square", 4, shape="square", seed=4)
+    elif recipe == "cyclegan":
+        make_shapes(tmp_path / "data" / "trainA", 4, shape="circle", seed=3)
+        make_shapes(tmp_path / "data" / "trainB", 4, shape="square", seed=4)
     else:
         make_shapes(tmp_path / "data", 8, shape="circle", seed=3)
     options = [part for setting in [*settings, "checkpoint_every=2", "num_workers=0"] for part in ("--set", setting)]
@@ -130,5 +135,8 @@ def test_techniques_train_and_resume_bit_exactly(tmp_path, recipe: str, settings
     assert [key for key in expected if not torch.equal(expected[key], got[key])] == []
     if "historical_averaging=0.01" in settings:
         assert "extra.history.G.count" in expected and float(expected["extra.history.G.count"]) == 4
-    if "augment=ada" in settings:
-        assert "extra.augment.p" in expected
+    if "augment=ada" in settings:  # p is held, per discriminator in cyclegan
+        held = [key for key in expected if key.startswith("extra.augment") and key.endswith(".p")]
+        assert held == (["extra.augment_A.p", "extra.augment_B.p"] if recipe == "cyclegan" else ["extra.augment.p"])
+        logged = (tmp_path / "runs" / "a" / "metrics.jsonl").read_text()
+        assert all(f'"{name}"' in logged for name in (["aug_p_A", "aug_p_B"] if recipe == "cyclegan" else ["aug_p"]))

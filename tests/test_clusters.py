@@ -1,4 +1,4 @@
-"""cGAN on k-means clusters of unlabelled images: the clustering, the model's weighted cluster code, resume, CLI."""
+"""cGAN on clusters of unlabelled images: the clustering, the model's weighted cluster code, resume, CLI."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.data import clusters
 from translate.data.clusters import cluster_images
 from translate.data.folders import scan_domain
 from translate.deploy.sampling import draw
@@ -49,7 +50,7 @@ def bars(tmp_path: Path) -> Path:
     return root
 
 
-def test_kmeans_finds_the_three_kinds_largest_first(bars: Path) -> None:
+def test_clustering_finds_the_three_kinds_largest_first(bars: Path) -> None:
     domain = scan_domain(bars, None)
     labels, shares = cluster_images(domain, 3, image_size=32, seed=0)
     kinds = [path.stem.rstrip("0123456789") for path in domain.paths]
@@ -68,9 +69,25 @@ def test_clusters_are_refused_beyond_the_distinct_images(tmp_path: Path, bars: P
     same.mkdir()
     for i in range(5):
         Image.fromarray(np.full((28, 28), 7, np.uint8)).save(same / f"{i}.png")
-    # k-means itself warns that the distinct points are fewer than the clusters
-    with pytest.warns(Warning), pytest.raises(DataError, match="only 1 of 3 clusters hold images"):
+    with pytest.raises(DataError, match="only 1 of its images are distinct, too few for 3 clusters"):
         cluster_images(scan_domain(same, None), 3, image_size=32, seed=0)
+    # as many clusters as distinct images: one image each
+    labels, shares = cluster_images(scan_domain(bars, None), 18, image_size=32, seed=0)
+    assert sorted(labels.tolist()) == list(range(18)) and shares == pytest.approx([1 / 18] * 18)
+
+
+def test_images_beyond_the_fitted_subset_join_their_neighbours_cluster(
+    bars: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    domain = scan_domain(bars, None)
+    everything, _ = cluster_images(domain, 3, image_size=32, seed=0)
+    monkeypatch.setattr(clusters, "FIT_LIMIT", 12)  # 6 of the 18 images are left to the neighbours' vote
+    monkeypatch.setattr(clusters, "NEIGHBOURS", 3)
+    subset, shares = cluster_images(domain, 3, image_size=32, seed=0)
+    assert np.array_equal(subset, everything)
+    assert shares == pytest.approx((8 / 18, 6 / 18, 4 / 18))
+    with pytest.raises(DataError, match="from 2 to 12 clusters"):  # each cluster needs a fitted image
+        cluster_images(domain, 13, image_size=32, seed=0)
 
 
 def test_weighted_code_draws_by_its_weights_and_survives_onnx_metadata() -> None:

@@ -3,7 +3,7 @@
 The generator sees z gated by a learned class embedding (z ⊙ embed(y)); the discriminator scores
 ψ(φ(x)) + embed(y)·φ(x) with spectral normalisation and the hinge loss, the projection discriminator's own
 setting. Classes are the data folder's sub-folders, and their names are saved with the model; or, with
-`clusters=K`, K k-means clusters of unlabelled images (a self-conditioned GAN, translate.data.clusters), and the
+`clusters=K`, K clusters of unlabelled images (a self-conditioned GAN, translate.data.clusters), and the
 model's class input becomes a latent code drawn by the clusters' shares. DCGAN networks, initialisation and
 optimiser otherwise.
 """
@@ -58,8 +58,9 @@ class CGANConfig(GeneratorConfig):
     gan_loss: Literal["vanilla", "hinge"] = "hinge"  # adversarial loss
     discriminator_norm: CriticNorm = "spectral"  # normalisation in the discriminator
     # 0: the classes are the data's sub-folders. K: no labels needed; the images (all of them, sub-folders or
-    # not) are split into K clusters by k-means on their pixels and the cluster is the class (a self-conditioned
-    # GAN, Liu et al. 2020: translate.data.clusters). Fake labels, and samples, draw a cluster by its share.
+    # not) are split into K clusters by spectral clustering of their pixels and the cluster is the class (a
+    # self-conditioned GAN, Liu et al. 2020: translate.data.clusters). Fake labels, and samples, draw a cluster by
+    # its share.
     clusters: int = 0
     cluster_shares: tuple[float, ...] = ()  # filled when training starts: each cluster's share of the images
 
@@ -89,7 +90,8 @@ def generator_inputs(config: CGANConfig) -> tuple[GeneratorInput, ...]:
 
 
 def make_data(config: CGANConfig, data: Path | None, **options: Any) -> TrainingData:
-    """One class per sub-folder, or per k-means cluster with `clusters`; a resumed run must find the same clusters."""
+    """One class per sub-folder, or per cluster of the images with `clusters`; a resumed run must find the same
+    clusters."""
     training = generation.make_data(config, data, labeled=True, clusters=config.clusters, **options)
     found, saved = np.asarray(training.cluster_shares), np.asarray(config.cluster_shares)
     if saved.size and (found.shape != saved.shape or np.abs(found - saved).max() > 1e-9):

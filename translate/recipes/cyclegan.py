@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import Tensor, nn
 
+from translate.augment import Augment, Policy
 from translate.config import (
     MAX_BLOCKS,
     MAX_CHANNELS,
@@ -55,6 +56,9 @@ class CycleGANConfig:
     init_gain: float = 0.02  # weights drawn from N(0, init_gain)
     epochs: int = 200  # when train.steps is 0: 100 epochs constant + 100 epochs decay, as in the paper
     decay_from: float = 0.5  # fraction of training after which the learning rate decays linearly to zero
+    # Augmentation of every image D_A and D_B see, real, pooled and generated alike (translate.augment): none (the
+    # paper), diff (DiffAugment) or ada (its operations with an adaptive probability, one per discriminator).
+    augment: Policy = "none"
 
     def __post_init__(self) -> None:
         # Sizes first, and bounded: a model file's config is built before its networks (translate.config's limits).
@@ -187,6 +191,8 @@ class CycleGAN:
         )
         self.pool_A = ImagePool(config.pool_size, seed=config.train.seed + 1)  # fakes of domain A, for D_A
         self.pool_B = ImagePool(config.pool_size, seed=config.train.seed + 2)
+        self.augment_A = Augment(config.augment).to(engine.device)  # before D_A
+        self.augment_B = Augment(config.augment).to(engine.device)
 
     def _discriminator(self) -> PatchDiscriminator:
         c = self.config
@@ -211,8 +217,8 @@ class CycleGAN:
                 rec_A = self.G_BA(fake_B)  # F(G(x)) ≈ x
                 fake_A = self.G_BA(real_B)  # F(y)
                 rec_B = self.G_AB(fake_A)  # G(F(y)) ≈ y
-                adv_AB = generator_loss(c.gan_loss, self.D_B(fake_B))
-                adv_BA = generator_loss(c.gan_loss, self.D_A(fake_A))
+                adv_AB = generator_loss(c.gan_loss, self.D_B(self.augment_B(fake_B)))
+                adv_BA = generator_loss(c.gan_loss, self.D_A(self.augment_A(fake_A)))
                 cyc_A = F.l1_loss(rec_A, real_A) * λ_cyc
                 cyc_B = F.l1_loss(rec_B, real_B) * λ_cyc
                 loss_G = adv_AB + adv_BA + cyc_A + cyc_B
@@ -224,9 +230,18 @@ class CycleGAN:
 
         # Discriminators: real vs a history of fakes; halved so D learns slower than G (paper, section 7.1).
         with self.engine.autocast():
-            loss_D_A = 0.5 * sum(discriminator_loss(c.gan_loss, self.D_A(real_A), self.D_A(self.pool_A.query(fake_A))))
-            loss_D_B = 0.5 * sum(discriminator_loss(c.gan_loss, self.D_B(real_B), self.D_B(self.pool_B.query(fake_B))))
+            real_scores_A = self.D_A(self.augment_A(real_A))
+            real_scores_B = self.D_B(self.augment_B(real_B))
+            fake_scores_A = self.D_A(self.augment_A(self.pool_A.query(fake_A)))
+            fake_scores_B = self.D_B(self.augment_B(self.pool_B.query(fake_B)))
+            loss_D_A = 0.5 * sum(discriminator_loss(c.gan_loss, real_scores_A, fake_scores_A))
+            loss_D_B = 0.5 * sum(discriminator_loss(c.gan_loss, real_scores_B, fake_scores_B))
         self.engine.optimize(loss_D_A + loss_D_B, self.opt_D)
+        # ADA's overfitting signal is the sign of D's real outputs about the midpoint between its real and fake
+        # targets: 0 for logits (vanilla), 0.5 for LSGAN's targets 1 and 0.
+        midpoint = 0.5 if c.gan_loss == "lsgan" else 0.0
+        self.augment_A.observe(real_scores_A - midpoint, real_A.shape[0])
+        self.augment_B.observe(real_scores_B - midpoint, real_B.shape[0])
 
         metrics = {
             "G": loss_G,
@@ -239,6 +254,8 @@ class CycleGAN:
         }
         if λ_idt > 0:
             metrics |= {"idt_A": idt_A, "idt_B": idt_B}
+        if c.augment == "ada":
+            metrics |= {"aug_p_A": self.augment_A.p.float(), "aug_p_B": self.augment_B.p.float()}
         return {k: v.detach() for k, v in metrics.items()}
 
     @torch.no_grad()
@@ -264,10 +281,17 @@ class CycleGAN:
         return {"G": self.opt_G, "D": self.opt_D}
 
     def extra_state(self) -> dict[str, Tensor]:
-        pools = {"pool_A": self.pool_A.state(), "pool_B": self.pool_B.state()}
-        return {f"{name}.{key}": value for name, state in pools.items() for key, value in state.items()}
+        """The history pools and ADA's p (with its running sum) per discriminator."""
+        parts = {"pool_A": self.pool_A.state(), "pool_B": self.pool_B.state()}
+        parts |= {"augment_A": self.augment_A.state_dict(), "augment_B": self.augment_B.state_dict()}
+        return {f"{name}.{key}": value for name, state in parts.items() for key, value in state.items()}
 
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
         for name, pool in (("pool_A", self.pool_A), ("pool_B", self.pool_B)):
             prefix = f"{name}."
             pool.load_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, self.engine.device)
+        for name, augment in (("augment_A", self.augment_A), ("augment_B", self.augment_B)):
+            prefix = f"{name}."
+            held = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if held:  # runs saved before augmentation existed start it afresh
+                augment.load_state_dict(held)

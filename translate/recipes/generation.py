@@ -185,7 +185,7 @@ def make_data(
     console: Console | None = None,
 ) -> TrainingData:
     """Every image under `data` (recursively), or one class per sub-folder when `labeled`, or one class per
-    k-means cluster of the images when `clusters` is K (translate.data.clusters)."""
+    cluster of the images when `clusters` is K (translate.data.clusters)."""
     if data is None or domain_a is not None or domain_b is not None:
         raise DataArgumentError("give one folder of images (DATA); --domain-a/--domain-b are for translation models")
     shares: tuple[float, ...] = ()

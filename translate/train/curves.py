@@ -19,7 +19,7 @@ from translate.errors import ConfigError
 from translate.files import atomic_write
 
 # Keys of a metrics.jsonl record that are not losses (the learning rates are `lr_<optimiser>`).
-NOT_LOSSES = frozenset({"step", "phase", "it_s", "images", "time", "aug_p"})  # aug_p: ADA's probability, a setting
+NOT_LOSSES = frozenset({"step", "phase", "it_s", "images", "time", "aug_p", "aug_p_A", "aug_p_B"})  # ADA p: a setting
 # Logged measures that are drawn in losses.png (in the panel their recipe names) but are not losses: BEGAN's
 # equilibrium variable k_t and convergence measure M_global. TensorBoard files them under their own names.
 MEASURES = frozenset({"k_t", "M_global"})
