@@ -55,6 +55,20 @@ def test_ada_raises_p_when_d_is_confident_on_reals_and_lowers_it_otherwise() -> 
     assert float(restored.p) == 0.3  # p travels with the run's state
 
 
+def test_ada_counts_images_not_the_patches_of_a_patch_discriminator() -> None:
+    ada = Augment("ada", kimg=1)
+    batch = 2
+    patches = torch.ones(batch, 1, 6, 6)  # a PatchGAN's 36 logits per image
+    patches[0, 0, :2] = -1.0  # image 0: 24 of 36 patches positive, mean sign 1/3; image 1: 1
+    for _ in range(ADA_INTERVAL):
+        ada.observe(patches, batch)
+    assert float(ada.p) == pytest.approx(ADA_INTERVAL * batch / 1000)  # moved by images seen, once
+    patches[1] = -1.0  # mean sign (1/3 - 1) / 2 < 0.6: p comes back down
+    for _ in range(ADA_INTERVAL):
+        ada.observe(patches, batch)
+    assert float(ada.p) == pytest.approx(0.0)
+
+
 def test_auto_policy_follows_the_dataset_size() -> None:
     assert choose_policy("auto", 1000) == "diff" and choose_policy("auto", 50_000) == "none"
     with pytest.raises(ValueError, match="use auto"):

@@ -69,11 +69,16 @@ class Augment(nn.Module):
 
     @torch.no_grad()
     def observe(self, real_logits: Tensor, batch_size: int) -> None:
-        """ADA: accumulate sign(D(real)) and, every ADA_INTERVAL calls, move p toward the overfitting target."""
+        """ADA: accumulate sign(D(real)) and, every ADA_INTERVAL calls, move p toward the overfitting target.
+
+        real_logits' first dimension is the batch; a patch discriminator's many logits per image are averaged
+        to one sign per image, so p's speed counts images (the paper's unit), however many patches D scores.
+        """
         if self.policy != "ada":
             return
-        self.signs[0] += torch.sign(real_logits.detach().double()).sum()
-        self.signs[1] += real_logits.numel()
+        signs = torch.sign(real_logits.detach().double()).reshape(real_logits.shape[0], -1).mean(dim=1)
+        self.signs[0] += signs.sum()
+        self.signs[1] += signs.numel()
         if int(self.signs[1]) < ADA_INTERVAL * batch_size:
             return
         r_t = float(self.signs[0] / self.signs[1])
