@@ -237,11 +237,12 @@ class CycleGAN:
             loss_D_A = 0.5 * sum(discriminator_loss(c.gan_loss, real_scores_A, fake_scores_A))
             loss_D_B = 0.5 * sum(discriminator_loss(c.gan_loss, real_scores_B, fake_scores_B))
         self.engine.optimize(loss_D_A + loss_D_B, self.opt_D)
-        # ADA's overfitting signal is the sign of D's real outputs about the midpoint between its real and fake
-        # targets: 0 for logits (vanilla), 0.5 for LSGAN's targets 1 and 0.
-        midpoint = 0.5 if c.gan_loss == "lsgan" else 0.0
-        self.augment_A.observe(real_scores_A - midpoint, real_A.shape[0])
-        self.augment_B.observe(real_scores_B - midpoint, real_B.shape[0])
+        if c.augment == "ada":
+            # ADA's overfitting signal is the sign of D's real outputs about the midpoint between its real and fake
+            # targets: 0 for logits (vanilla), 0.5 for LSGAN's targets 1 and 0.
+            midpoint = 0.5 if c.gan_loss == "lsgan" else 0.0
+            self.augment_A.observe(real_scores_A - midpoint, real_A.shape[0])
+            self.augment_B.observe(real_scores_B - midpoint, real_B.shape[0])
 
         metrics = {
             "G": loss_G,
@@ -287,11 +288,11 @@ class CycleGAN:
         return {f"{name}.{key}": value for name, state in parts.items() for key, value in state.items()}
 
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        for name, pool in (("pool_A", self.pool_A), ("pool_B", self.pool_B)):
-            prefix = f"{name}."
-            pool.load_state({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, self.engine.device)
+        def part(name: str) -> dict[str, Tensor]:
+            return {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(f"{name}.")}
+
+        self.pool_A.load_state(part("pool_A"), self.engine.device)
+        self.pool_B.load_state(part("pool_B"), self.engine.device)
         for name, augment in (("augment_A", self.augment_A), ("augment_B", self.augment_B)):
-            prefix = f"{name}."
-            held = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            if held:  # runs saved before augmentation existed start it afresh
+            if held := part(name):  # runs saved before augmentation existed start it afresh
                 augment.load_state_dict(held)
