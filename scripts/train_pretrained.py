@@ -31,7 +31,14 @@ DATA_NOTE = (
 
 MODELS: dict[str, dict[str, object]] = {
     "mnist-dcgan": {"recipe": "dcgan", "steps": 3000, "description": "32 px MNIST digits, unconditional DCGAN"},
-    "mnist-cgan": {"recipe": "cgan", "steps": 3000, "description": "32 px MNIST digits, one class per digit"},
+    # The cGAN's preset with the auxiliary classifier at 0.3: 99.7-99.9% of samples are read as the requested digit
+    # on three seeds (97.9-98.6% without it), at an FID as low or lower (pretrained/README.md).
+    "mnist-cgan": {
+        "recipe": "cgan",
+        "steps": 3000,
+        "set": ["aux_classifier=0.3"],
+        "description": "32 px MNIST digits, one class per digit",
+    },
     # The cGAN's preset with no labels: its classes are 30 clusters of the training images' pixels.
     "mnist-clusters": {
         "recipe": "cgan",

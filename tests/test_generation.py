@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -147,20 +148,43 @@ def test_update_order_follows_the_paper(name: str, order: list[str], digits: Pat
     assert calls == order
 
 
-def test_cgan_saves_class_names_and_resumes_exactly(digits: Path, tmp_path: Path) -> None:
-    straight, training, engine = _recipe("cgan", digits, steps=4)
+@pytest.mark.parametrize("options", [{}, {"aux_classifier": 1.0}])
+def test_cgan_saves_class_names_and_resumes_exactly(options: dict, digits: Path, tmp_path: Path) -> None:
+    straight, training, engine = _recipe("cgan", digits, steps=4, **options)
     last = Trainer(straight, training, engine, tmp_path / "a", progress=False).fit()
     assert checkpoint.read(last).meta["config"]["class_names"] == ["class0", "class1", "class2"]
 
-    first, training, engine = _recipe("cgan", digits, steps=4)
+    first, training, engine = _recipe("cgan", digits, steps=4, **options)
     Trainer(first, training, engine, tmp_path / "b", progress=False).fit(stop_at=2)
-    resumed, training, engine = _recipe("cgan", digits, steps=4)
+    resumed, training, engine = _recipe("cgan", digits, steps=4, **options)
     trainer = Trainer(resumed, training, engine, tmp_path / "b", progress=False)
     end = trainer.fit(trainer.restore(checkpoint.read(checkpoint.latest_checkpoint(tmp_path / "b"))))
     from safetensors.torch import load_file
 
     a, b = load_file(str(last)), load_file(str(end))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cgan_auxiliary_classifier_learns_the_real_classes(digits: Path, tmp_path: Path) -> None:
+    plain, _, _ = _recipe("cgan", digits)
+    assert plain.D.classifier is None
+    with pytest.raises(ValueError, match="no auxiliary classifier"):
+        plain.D(torch.zeros(2, 1, 32, 32), torch.zeros(2, dtype=torch.long), with_classes=True)
+    with pytest.raises(ConfigError, match="aux_classifier"):
+        _recipe("cgan", digits, aux_classifier=-1.0)
+
+    recipe, training, engine = _recipe("cgan", digits, steps=40, aux_classifier=1.0, augment="none", lr=2e-3)
+    assert recipe.D.classifier is not None and recipe.D.classifier.out_features == 3
+    Trainer(recipe, training, engine, tmp_path / "run", progress=False).fit()
+    losses = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [line for line in losses if "class_D" in line]
+    assert len(losses) == 40 and all(np.isfinite(line["class_G"]) for line in losses)
+    assert np.mean([x["class_D"] for x in losses[-5:]]) < 0.5 * np.mean([x["class_D"] for x in losses[:5]])
+    batch = to_model_range(next(iter(torch.utils.data.DataLoader(training.dataset, batch_size=18))))
+    with torch.no_grad():
+        scores, logits = recipe.D(batch["image"], batch["label"], with_classes=True)
+    assert scores.shape == (18,) and logits.shape == (18, 3)
+    assert (logits.argmax(1) == batch["label"]).float().mean() >= 0.9  # the bars' three directions, named
 
 
 def test_labeled_data_needs_classes(tmp_path: Path, digits: Path) -> None:

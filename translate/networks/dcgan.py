@@ -110,6 +110,7 @@ class DCGANDiscriminator(nn.Module):
         num_classes: int = 0,
         minibatch_std: bool = False,
         minibatch_kernels: int = 0,
+        classifier: bool = False,
     ) -> None:
         super().__init__()
         depth = _depth(image_size)
@@ -128,6 +129,8 @@ class DCGANDiscriminator(nn.Module):
         self.projection = nn.Embedding(num_classes, dim) if num_classes else None
         if self.projection is not None:  # start near the unconditional critic; N(0, 1) would swamp ψ
             nn.init.normal_(self.projection.weight, 0.0, 0.02)
+        # An auxiliary classifier on φ (AC-GAN, Odena et al. 2017): class logits beside the score.
+        self.classifier = nn.Linear(dim, num_classes) if classifier and num_classes else None
         if norm == "spectral":
             # Spectral normalisation (Miyato et al. 2018) of every layer bounds D's Lipschitz constant; it is the
             # projection discriminator's own setting and, unlike batch norm, does not mix the samples of a batch.
@@ -135,7 +138,13 @@ class DCGANDiscriminator(nn.Module):
                 if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
                     nn.utils.parametrizations.spectral_norm(module)
 
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, labels: Tensor | None = None, *, with_classes: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The scores (N,); `with_classes` (needs the auxiliary classifier): also its class logits (N, classes),
+        from the same pass over φ. One forward for both, so wrappers (DDP, torch.compile) see a single call."""
+        if with_classes and self.classifier is None:
+            raise ValueError("this discriminator has no auxiliary classifier")
         phi = self.features(x)
         scored = phi if self.minibatch is None else torch.cat([phi, self.minibatch(phi)], dim=1)
         out = self.score(scored).squeeze(1)
@@ -143,7 +152,7 @@ class DCGANDiscriminator(nn.Module):
             if labels is None:
                 raise ValueError("a class-conditional discriminator needs labels")
             out = out + (self.projection(labels) * phi).sum(dim=1)
-        return out
+        return (out, self.classifier(phi)) if with_classes else out
 
 
 class MinibatchStd(nn.Module):

@@ -4,18 +4,20 @@ The generator sees z gated by a learned class embedding (z ⊙ embed(y)); the di
 ψ(φ(x)) + embed(y)·φ(x) with spectral normalisation and the hinge loss, the projection discriminator's own
 setting. Classes are the data folder's sub-folders, and their names are saved with the model; or, with
 `clusters=K`, K clusters of unlabelled images (a self-conditioned GAN, translate.data.clusters), and the
-model's class input becomes a latent code drawn by the clusters' shares. DCGAN networks, initialisation and
-optimiser otherwise.
+model's class input becomes a latent code drawn by the clusters' shares. `aux_classifier=λ` adds an auxiliary
+classifier to D (AC-GAN, Odena et al. 2017) that G must satisfy too. DCGAN networks, initialisation and optimiser
+otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from translate.config import MAX_CLASSES, check_size
@@ -63,6 +65,9 @@ class CGANConfig(GeneratorConfig):
     # its share.
     clusters: int = 0
     cluster_shares: tuple[float, ...] = ()  # filled when training starts: each cluster's share of the images
+    # λ of an auxiliary classifier (AC-GAN, Odena et al. 2017) on D's features beside the projection: D learns to
+    # name the class of real images (cross-entropy), G to draw images it names as the requested class. 0: off.
+    aux_classifier: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +76,8 @@ class CGANConfig(GeneratorConfig):
         shares = tuple(float(x) for x in self.cluster_shares)
         if shares and (len(shares) != self.clusters or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6):
             raise ConfigError("cluster_shares must hold one share per cluster, summing to 1")
+        if self.aux_classifier < 0:
+            raise ConfigError(f"aux_classifier must be >= 0 (0: off), got {self.aux_classifier}")
         object.__setattr__(self, "cluster_shares", shares)  # JSON gives a list back
 
 
@@ -108,6 +115,10 @@ class CGAN(GeneratorRecipe):
     name = "cgan"
     conditional = True
     batches_per_step = 1
+    loss_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "generator G": ("G", "class_G"),
+        "discriminator D": ("D", "D_real", "D_fake", "class_D"),
+    }
 
     def __init__(self, config: CGANConfig, engine: Engine) -> None:
         if config.train.steps < 1 or config.data.channels is None or len(config.class_names) < 2:
@@ -117,7 +128,12 @@ class CGAN(GeneratorRecipe):
         self.G, self.D = build_networks(
             config,
             engine,
-            lambda: build_discriminator(config, norm=config.discriminator_norm, num_classes=self.num_classes),
+            lambda: build_discriminator(
+                config,
+                norm=config.discriminator_norm,
+                num_classes=self.num_classes,
+                classifier=config.aux_classifier > 0,
+            ),
             lambda: build_generator(config),
         )
         betas = (config.optim.beta1, config.optim.beta2)
@@ -137,20 +153,33 @@ class CGAN(GeneratorRecipe):
             y_fake = torch.randint(self.num_classes, (n,), device=real.device)
 
         # D: real images with their labels against generated images with the labels they were asked for.
+        aux = c.aux_classifier > 0
         with self.engine.autocast():
             fake = self.G(z, y_fake)
-            real_scores = self.D(self.augment(real), y_real)
+            real_scores = self.D(self.augment(real), y_real, with_classes=aux)
+            if aux:  # the classifier learns from real images only: fakes of a weak G would teach it their flaws
+                real_scores, real_logits = real_scores
+                class_D = F.cross_entropy(real_logits.float(), y_real)
             fake_scores = self.D(self.augment(fake.detach()), y_fake)
             loss_real, loss_fake = discriminator_loss(c.gan_loss, real_scores, fake_scores, c.real_label)
             loss_D = loss_real + loss_fake + self.discriminator_extra()
+            if aux:
+                loss_D = loss_D + c.aux_classifier * class_D
         self.engine.optimize(loss_D, self.opt_D)
 
-        # G: fool D for the requested class.
+        # G: fool D for the requested class (and, with the classifier, be named as it).
         with self.engine.frozen(self.D):  # gradients through D, not for D's weights
             with self.engine.autocast():
-                adversarial = generator_loss(c.gan_loss, self.D(self.augment(fake), y_fake))
-                loss_G = self.generator_objective(adversarial, real, fake)
+                scores = self.D(self.augment(fake), y_fake, with_classes=aux)
+                if aux:
+                    scores, fake_logits = scores
+                    class_G = F.cross_entropy(fake_logits.float(), y_fake)
+                loss_G = self.generator_objective(generator_loss(c.gan_loss, scores), real, fake)
+                if aux:
+                    loss_G = loss_G + c.aux_classifier * class_G
             self.engine.optimize(loss_G, self.opt_G)
         logged = self.after_step(real_scores)
         loss_parts = {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+        if aux:
+            loss_parts |= {"class_D": class_D.detach(), "class_G": class_G.detach()}
         return {"G": loss_G.detach(), "D": loss_D.detach(), **loss_parts, **logged}
