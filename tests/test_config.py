@@ -56,3 +56,20 @@ def test_round_trip_and_presets() -> None:
         apply_overrides(CycleGANConfig(), dict(values))  # every preset is valid
     with pytest.raises(ConfigError, match="unknown config keys"):
         from_dict(CycleGANConfig, {**to_dict(config), "bogus": 1})
+
+
+def test_cyclegan_glyphs_preset_is_the_measured_command_line() -> None:
+    # pretrained/README.md's glyph figures come from these options; `--preset glyphs` must reproduce them.
+    measured = {
+        "data.image_size": 64,
+        "data.flip": False,
+        "data.load_size": 64,
+        "train.steps": 2000,
+        "train.batch_size": 1,
+        "generator_channels": 32,
+        "train.ema_half_life": 200,
+        "lambda_identity": 0,
+    }
+    preset = apply_overrides(CycleGANConfig(), dict(PRESETS["glyphs"]))
+    assert preset == apply_overrides(CycleGANConfig(), measured)
+    assert preset.lambda_identity == 0 and preset.data.resolved_load_size == 64  # no identity term, no jitter
