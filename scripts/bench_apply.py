@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photo_crops import random_crop, source_photos
 
+from translate.backends.openvino import has_bf16, openvino_installed
 from translate.deploy.inference import plan, run_model, translate_files
 from translate.deploy.metrics import ssim
-from translate.deploy.openvino_runtime import has_bf16, openvino_installed
 from translate.imageio import find_images, load_image, to_float
 
 
@@ -51,9 +51,9 @@ def write_crops(folder: Path, n: int, size: int, seed: int) -> Path:
 def fresh_checkpoint(folder: Path) -> Path:
     """A randomly initialised paper-default CycleGAN (ResNet-9, 64 channels) checkpoint."""
     from translate.config import apply_overrides, to_dict
+    from translate.core import checkpoint
+    from translate.core.engine import Engine
     from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
-    from translate.train import checkpoint
-    from translate.train.engine import Engine
 
     config = apply_overrides(CycleGANConfig(), {"data.channels": 3, "train.steps": 1})
     path = checkpoint.checkpoint_path(folder, 0)
@@ -105,9 +105,9 @@ def main() -> None:
     parser.add_argument("--skip-torch", action="store_true", help="only the exported models' rows")
     args = parser.parse_args()
 
+    from translate.backends.onnxruntime import cuda_devices, physical_cores
     from translate.deploy.export import export
     from translate.deploy.models import load_translator
-    from translate.deploy.runtime import cuda_devices, physical_cores
 
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp_name:
         tmp = Path(tmp_name)

@@ -1,4 +1,4 @@
-"""Tiled translation (translate.deploy.tiles): peak memory of `translate apply` on huge images, and how far tiled
+"""Tiled translation (translate.backends.tiles): peak memory of `translate apply` on huge images, and how far tiled
 outputs are from whole-image translation.
 
     python scripts/bench_tiles.py memory --work /tmp/bench-tiles --sizes 4000x3000,8000x6000
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photo_crops import source_photos
 
-from translate.deploy import tiles
+from translate.backends import tiles
 from translate.deploy.inference import MIN_SIDE, Translator, run_model
 from translate.deploy.models import load_translator
 from translate.imageio import find_images, load_image
@@ -65,9 +65,9 @@ def resnet9(work: Path) -> dict[str, Path]:
         import torch
 
         from translate.config import apply_overrides, to_dict
+        from translate.core import checkpoint
+        from translate.core.engine import Engine
         from translate.recipes import RECIPES
-        from translate.train import checkpoint
-        from translate.train.engine import Engine
 
         spec = RECIPES["cyclegan"]
         overrides = {**spec.presets["paper"], "generator_channels": 64, "num_blocks": 9}

@@ -48,8 +48,8 @@ def build(case: str, variant: str, device: str):  # -> (recipe, engine, batch)
     import torch
 
     from translate.config import apply_overrides
+    from translate.core.engine import Engine
     from translate.recipes import get_recipe
-    from translate.train.engine import Engine
 
     recipe_name, overrides = CASES[case]
     spec = get_recipe(recipe_name)

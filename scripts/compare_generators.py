@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from translate.train import checkpoint
+from translate.core import checkpoint
 
 TRANSLATE = [sys.executable, "-m", "translate"]
 

@@ -101,9 +101,11 @@ def scores(output: np.ndarray, real: np.ndarray) -> dict[str, float]:
 def translate_glyphs(model: str, glyphs: np.ndarray, *, live: bool = False) -> np.ndarray:
     """Ming → Kai with the deployed generator (the moving average when the run kept one); `live`: with the last
     step's own weights instead."""
+    from translate.backends.pytorch import TorchTranslator
+    from translate.core import checkpoint
     from translate.deploy.inference import run_model
-    from translate.deploy.models import TorchTranslator, load_generator, load_translator
-    from translate.train import checkpoint
+    from translate.deploy.models import load_translator
+    from translate.recipes.restore import load_generator
 
     translator = load_translator(model, "a2b", "cpu")
     if live:
@@ -116,7 +118,7 @@ def translate_glyphs(model: str, glyphs: np.ndarray, *, live: bool = False) -> n
 
 
 def keeps_average(run: Path) -> bool:
-    from translate.train import checkpoint
+    from translate.core import checkpoint
 
     latest = checkpoint.latest_checkpoint(run)
     return latest is not None and "G_AB_ema" in checkpoint.read(latest).meta.get("modules", [])
@@ -143,8 +145,8 @@ def evaluate(data: Path, runs: Path) -> dict[str, dict[str, float]]:
 
 
 def ship(data: Path, runs: Path, recipe: str) -> None:
-    from translate.deploy.models import load_generator
-    from translate.train import checkpoint
+    from translate.core import checkpoint
+    from translate.recipes.restore import load_generator
 
     latest = checkpoint.latest_checkpoint(runs / recipe)
     if latest is None:

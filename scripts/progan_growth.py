@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from translate.imageio import label_rows, save_image
-from translate.train.curves import read_metrics
+from translate.training.curves import read_metrics
 
 PADDING = 2  # make_grid's border between and around tiles
 

@@ -74,7 +74,7 @@ def train(name: str, spec: dict[str, object], data: Path, runs: Path, seed: int)
 def _finished_seconds(run: Path, steps: int) -> float | None:
     """A run that already reached `steps` is packed again rather than retrained: its training time, from the
     run's start (config.json is written before the first step) to its last metrics record; else None."""
-    from translate.train import checkpoint
+    from translate.core import checkpoint
 
     latest = checkpoint.latest_checkpoint(run) if run.is_dir() else None
     if latest is None or checkpoint.read(latest).step != steps:
@@ -85,8 +85,8 @@ def _finished_seconds(run: Path, steps: int) -> float | None:
 
 def pack(name: str, run: Path, out_dir: Path, extra: dict[str, object]) -> Path:
     """Copy the generator (weights + config) out of the run's newest checkpoint into out_dir/NAME.safetensors."""
-    from translate.deploy.models import load_generator
-    from translate.train import checkpoint
+    from translate.core import checkpoint
+    from translate.recipes.restore import load_generator
 
     latest = checkpoint.latest_checkpoint(run)
     if latest is None:

@@ -17,12 +17,13 @@ from typer.testing import CliRunner, Result
 
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.deploy import inference
-from translate.deploy.models import load_generator, load_translator, resolve_checkpoint
+from translate.deploy.models import load_translator, resolve_checkpoint
 from translate.imageio import load_image, to_float, to_uint8
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
-from translate.train import checkpoint
-from translate.train.engine import Engine
+from translate.recipes.restore import load_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from translate.augment import ADA_INTERVAL, Augment, choose_policy
 from translate.cli import app
+from translate.core import checkpoint
 from translate.losses import discriminator_loss
 from translate.networks.dcgan import DCGANDiscriminator, MinibatchDiscrimination, MinibatchStd
-from translate.train import checkpoint
 
 
 def test_diffaugment_changes_every_image_keeps_shapes_and_passes_gradients() -> None:

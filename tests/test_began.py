@@ -15,20 +15,20 @@ from conftest import make_shapes
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from translate.backends.onnxruntime import create_session
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.data.folders import to_model_range
-from translate.deploy.models import load_generator
-from translate.deploy.runtime import create_session
 from translate.errors import ConfigError
 from translate.networks.began import BEGANDiscriminator, BEGANGenerator
 from translate.recipes import RECIPES
 from translate.recipes.began import StallDecay, update_k
-from translate.train import checkpoint
-from translate.train.curves import panels, read_metrics
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
+from translate.recipes.restore import load_generator
+from translate.training.curves import panels, read_metrics
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPEC = RECIPES["began"]

@@ -25,12 +25,12 @@ from typer.testing import CliRunner, Result
 
 from translate.cli import app
 from translate.config import apply_overrides, from_dict, to_dict
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.errors import CheckpointError, ConfigError
 from translate.recipes import RECIPES
 from translate.recipes.cyclegan import CycleGANConfig
 from translate.recipes.generation import GeneratorConfig
-from translate.train import checkpoint
-from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
@@ -300,7 +300,7 @@ def test_other_float_dtypes_are_converted_with_a_note(
 def test_converted_weights_equal_the_originals_within_their_precision(
     originals: dict[str, Path], tmp_path: Path
 ) -> None:
-    from translate.deploy.models import load_generator
+    from translate.recipes.restore import load_generator
 
     def widen(meta: Meta, tensors: Tensors) -> None:
         tensors.update({k: v.double() for k, v in tensors.items() if k.startswith("G.") and v.is_floating_point()})

@@ -11,10 +11,10 @@ from typer.testing import CliRunner, Result
 
 from translate.cli import Direction, Precision, Walk, app
 from translate.config import apply_file, describe, read_config_file
+from translate.core.engine import PRECISIONS
 from translate.errors import ConfigError
 from translate.recipes import RECIPES
-from translate.train.engine import PRECISIONS
-from translate.train.launch import TrainRequest, build_config, config_text
+from translate.training.launch import TrainRequest, build_config, config_text
 
 TINY = ["--preset", "tiny", "--set", "num_workers=0", "--set", "pool_size=3"]
 

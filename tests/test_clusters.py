@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.data import clusters
 from translate.data.clusters import cluster_images
 from translate.data.folders import scan_domain
@@ -21,10 +23,8 @@ from translate.deploy.sampling import draw
 from translate.description import GeneratorInput, ModelDescription
 from translate.errors import ConfigError, DataError
 from translate.recipes import RECIPES
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
 
 SIZES = {"vertical": 8, "horizontal": 6, "diagonal": 4}  # images per kind: clusters of distinct sizes
 

@@ -19,11 +19,11 @@ from conftest import make_shapes
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from translate.core import checkpoint, engine
 from translate.errors import DataError
-from translate.train import checkpoint, engine
-from translate.train import launch as trainer
-from translate.train.launch import TrainRequest
-from translate.train.loop import TrainingStopped
+from translate.training import launch as trainer
+from translate.training.launch import TrainRequest
+from translate.training.loop import TrainingStopped
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not torch.distributed.is_available(), reason="torch.distributed with gloo"
@@ -56,7 +56,7 @@ from pathlib import Path
 import torch.distributed as dist
 from safetensors.torch import save_file
 
-from translate.train import launch as trainer
+from translate.training import launch as trainer
 from translate.cli import main
 
 fit = trainer.Trainer.fit

@@ -13,10 +13,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from translate.cli import app
-from translate.deploy.models import load_generator, load_sampler
+from translate.core import checkpoint
+from translate.core.ema import NORM_SAMPLES, GeneratorEMA
+from translate.deploy.models import load_sampler
 from translate.networks.dcgan import DCGANGenerator
-from translate.train import checkpoint
-from translate.train.ema import NORM_SAMPLES, GeneratorEMA
+from translate.recipes.restore import load_generator
 
 RUNNER = CliRunner()
 SETTINGS = ["--preset", "tiny", "--device", "cpu", "--set", "num_workers=0", "--set", "checkpoint_every=2"]

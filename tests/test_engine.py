@@ -12,13 +12,13 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine, native_bf16, resolve_precision
 from translate.errors import ConfigError
 from translate.networks.layers import init_weights
 from translate.networks.resnet import ResnetGenerator
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig, build_generator
-from translate.train import checkpoint
-from translate.train.engine import Engine, native_bf16, resolve_precision
-from translate.train.launch import TrainRequest, train
+from translate.training.launch import TrainRequest, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

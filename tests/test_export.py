@@ -17,14 +17,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
+from translate.backends.onnxruntime import create_session, cuda_devices, physical_cores
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
-from translate.deploy.models import load_generator
-from translate.deploy.runtime import create_session, cuda_devices, physical_cores
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.deploy.sampling import random_feeds
 from translate.recipes import RECIPES
-from translate.train import checkpoint
-from translate.train.engine import Engine
+from translate.recipes.restore import load_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

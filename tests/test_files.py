@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from translate import files
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.deploy.sampling import save_latents
 from translate.imageio import save_image
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig
-from translate.train import checkpoint
-from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 posix = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits and locks")

@@ -13,16 +13,16 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.data.folders import to_model_range
 from translate.errors import ConfigError
 from translate.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from translate.recipes import RECIPES
 from translate.recipes.generation import make_data
 from translate.recipes.wgan_gp import gradient_penalty
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
 
 GENERATORS = [name for name, spec in RECIPES.items() if spec.is_generator]
 TINY = ["--image-size", "32", "--batch-size", "4", "--set", "generator_channels=8", "--set", "discriminator_channels=8"]

@@ -18,20 +18,20 @@ from PIL import Image, ImageSequence
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from translate.backends.onnxruntime import create_session
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.deploy.models import load_sampler
-from translate.deploy.runtime import create_session
 from translate.deploy.sampling import feeds_for, latents
 from translate.errors import ConfigError
 from translate.imageio import to_uint8
 from translate.networks.infogan import InfoGANDiscriminator, InfoGANGenerator
 from translate.recipes import RECIPES
 from translate.recipes.infogan import parse_codes
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from translate.cli import app
-from translate.train import checkpoint
-from translate.train.loop import Trainer
+from translate.core import checkpoint
+from translate.training.loop import Trainer
 
 TINY = ["--preset", "tiny", "--set", "num_workers=0", "--set", "pool_size=3"]
 

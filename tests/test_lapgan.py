@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.data.folders import to_model_range
 from translate.deploy import sampling
 from translate.description import GeneratorInput, ModelDescription
@@ -33,9 +35,7 @@ from translate.networks.lapgan import (
 )
 from translate.recipes import RECIPES
 from translate.recipes.lapgan import generator_inputs
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
+from translate.training.launch import complete_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPEC = RECIPES["lapgan"]

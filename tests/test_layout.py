@@ -26,13 +26,13 @@ TORCH_FREE = [
     "translate.deploy.inference",
     "translate.deploy.metrics",
     "translate.deploy.models",
-    "translate.deploy.onnx_tiling",
-    "translate.deploy.openvino_runtime",
-    "translate.deploy.openvino_tiling",
+    "translate.backends.onnx_tiling",
+    "translate.backends.openvino",
+    "translate.backends.openvino_tiling",
     "translate.deploy.quantize",
-    "translate.deploy.runtime",
+    "translate.backends.onnxruntime",
     "translate.deploy.sampling",
-    "translate.deploy.tiles",
+    "translate.backends.tiles",
 ]
 
 
@@ -52,7 +52,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            # `from translate.train import checkpoint` imports the module translate.train.checkpoint
+            # `from translate.core import checkpoint` imports the module translate.core.checkpoint
             targets = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
         else:
             continue

@@ -14,13 +14,13 @@ from PIL import Image
 from rich.console import Console
 
 from translate.config import apply_overrides
+from translate.core.engine import Engine
 from translate.recipes import RECIPES
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig, make_data
-from translate.train.curves import panels, read_metrics, smooth
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
-from translate.train.progress import training_progress
+from translate.training.curves import panels, read_metrics, smooth
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
+from translate.training.progress import training_progress
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 CYCLEGAN_LOSSES = ["G", "D_A", "D_B", "adv_AB", "adv_BA", "cyc_A", "cyc_B", "idt_A", "idt_B"]

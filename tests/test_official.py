@@ -24,12 +24,12 @@ from torch import Tensor, nn
 from typer.testing import CliRunner, Result
 
 from translate.cli import app
+from translate.core import checkpoint
 from translate.deploy import official
-from translate.deploy.models import load_generator
 from translate.errors import ModelError
 from translate.imageio import load_image, to_float, to_uint8
 from translate.networks.unet import UnetGenerator
-from translate.train import checkpoint
+from translate.recipes.restore import load_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

@@ -16,18 +16,20 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
+from translate.backends import onnxruntime as runtime
+from translate.backends import openvino as openvino_runtime
+from translate.backends import tiles
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.deploy import export as export_module
-from translate.deploy import openvino_runtime, runtime, tiles
 from translate.deploy.inference import MIN_SIDE, run_model
 from translate.deploy.models import choose_backend, kind_of, load_sampler, load_translator
 from translate.deploy.sampling import random_feeds
 from translate.errors import BackendError, DeviceError, ExportError, UsageError
 from translate.imageio import to_float
 from translate.recipes import RECIPES
-from translate.train import checkpoint
-from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

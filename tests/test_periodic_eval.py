@@ -15,12 +15,12 @@ from test_evaluate import feature_onnx
 from typer.testing import CliRunner
 
 from translate.cli import app
+from translate.core import checkpoint
 from translate.deploy import features
 from translate.deploy.evaluate import EvaluateRequest, run_evaluate
 from translate.deploy.models import load_sampler, load_translator
 from translate.errors import DatasetError
-from translate.train import checkpoint
-from translate.train.curves import losses_of
+from translate.training.curves import losses_of
 
 RUNNER = CliRunner()
 STEPS = 5
@@ -163,7 +163,7 @@ def test_a_translator_without_held_out_folders_uses_training_pairs(tmp_path: Pat
 
 
 def test_evaluation_records_go_to_tensorboard_as_eval_scalars() -> None:
-    from translate.train.curves import TensorBoard
+    from translate.training.curves import TensorBoard
 
     class Writer:
         def __init__(self) -> None:

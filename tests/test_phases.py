@@ -14,14 +14,14 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.data.folders import to_model_range
 from translate.errors import ConfigError
 from translate.recipes import RECIPES
 from translate.recipes.base import Phase, Recipe, TrainingData, phase_at, phase_starts, single_phase
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -20,16 +20,16 @@ from typer.testing import CliRunner, Result
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.data.folders import load_resize, to_model_range
 from translate.data.paired import PairedDataset, paired_sources, scan_pairs
 from translate.errors import DataError
 from translate.imageio import load_image
 from translate.recipes import RECIPES
 from translate.recipes.pix2pix import Pix2Pix, Pix2PixConfig, make_data
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

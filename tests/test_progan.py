@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
 from translate.errors import ConfigError
 from translate.networks.progan import (
     EqualizedConv2d,
@@ -31,8 +32,7 @@ from translate.networks.progan import (
 from translate.recipes import RECIPES
 from translate.recipes.base import phase_starts
 from translate.recipes.progan import ProGANConfig, default_steps, growth, phases
-from translate.train import checkpoint
-from translate.train.curves import read_metrics
+from translate.training.curves import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

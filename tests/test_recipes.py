@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from translate.cli import app
+from translate.core import checkpoint
 from translate.recipes import RECIPES
 from translate.recipes.base import RecipeSpec
-from translate.train import checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from translate.cli import app
+from translate.core import checkpoint
 from translate.errors import RunLockedError
-from translate.train import checkpoint
-from translate.train.launch import TrainRequest, train
-from translate.train.lock import LOCK_NAME, run_lock
-from translate.train.loop import Trainer
+from translate.training.launch import TrainRequest, train
+from translate.training.lock import LOCK_NAME, run_lock
+from translate.training.loop import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SETTINGS = ["--preset", "tiny", "--device", "cpu", "--steps", "4", "--set", "num_workers=0"]
@@ -28,7 +28,7 @@ SETTINGS += ["--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "pr
 HOLD = """\
 import sys
 from pathlib import Path
-from translate.train.lock import run_lock
+from translate.training.lock import run_lock
 
 with run_lock(Path(sys.argv[1])):
     print("locked", flush=True)

@@ -1,4 +1,4 @@
-"""Tiled translation (translate.deploy.tiles): the grid and blend geometry, both backends' statistics and fixed-
+"""Tiled translation (translate.backends.tiles): the grid and blend geometry, both backends' statistics and fixed-
 statistics runs, agreement with whole-image translation, and `apply --tile` (CPU only, tiny untrained networks)."""
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
+from translate.backends import tiles
 from translate.cli import app
 from translate.config import apply_overrides, to_dict
-from translate.deploy import inference, tiles
+from translate.core import checkpoint
+from translate.core.engine import Engine
+from translate.deploy import inference
 from translate.deploy.inference import MIN_SIDE, run_model, translate_files
 from translate.deploy.models import load_translator
 from translate.imageio import to_float
 from translate.recipes import RECIPES
-from translate.train import checkpoint
-from translate.train.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()

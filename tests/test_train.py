@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.config import apply_overrides
+from translate.core import checkpoint
+from translate.core.engine import Engine
 from translate.recipes import RECIPES
 from translate.recipes.cyclegan import CycleGAN, CycleGANConfig, make_data
-from translate.train import checkpoint
-from translate.train.engine import Engine
-from translate.train.launch import complete_config
-from translate.train.loop import Trainer, TrainingStopped
+from translate.training.launch import complete_config
+from translate.training.loop import Trainer, TrainingStopped
 
 TINY = [
     "--image-size",

@@ -217,9 +217,9 @@ def train(
     """
     with _errors():
         from translate.errors import ConfigError
-        from translate.train.launch import TrainRequest
-        from translate.train.launch import train as run_training
-        from translate.train.loop import TrainingStopped
+        from translate.training.launch import TrainRequest
+        from translate.training.launch import train as run_training
+        from translate.training.loop import TrainingStopped
 
         if recipe_alias is not None:
             if recipe is not None and recipe != recipe_alias:
@@ -270,7 +270,7 @@ def show_config(
 ) -> None:
     """Print every config field of RECIPE with its default and meaning, as YAML that train --config reads back."""
     with _errors():
-        from translate.train.launch import config_text
+        from translate.training.launch import config_text
 
         typer.echo(config_text(recipe, preset), nl=False)
 

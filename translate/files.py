@@ -1,7 +1,7 @@
 """Writing files atomically, cleaning up after crashed writers, copies and content hashes — **no torch**.
 
 Every file the project writes goes through `atomic_writer` (or `atomic_write` for bytes in memory), all but the
-append-only metrics log, a run's lock file (train/lock.py: its lock belongs to the file, which a rename would replace)
+append-only metrics log, a run's lock file (training/lock.py: the lock belongs to the file, which a rename replaces)
 and scratch files inside temporary folders: readers see the old file or the new one, never part of one. A writer
 killed mid-write leaves its hidden temp file behind; `remove_stale_temps` deletes such leftovers and is called when
 the process that owns a folder starts.

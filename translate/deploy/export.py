@@ -40,17 +40,18 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from translate import __version__
+from translate.backends.onnxruntime import create_session
+from translate.core import checkpoint
 from translate.deploy.inference import MIN_SIDE
 from translate.deploy.metrics import psnr, ssim
-from translate.deploy.models import load_generator, resolve_checkpoint, shipped_models
-from translate.deploy.runtime import create_session
+from translate.deploy.models import check_official_direction, resolve_checkpoint, shipped_models
 from translate.deploy.sampling import random_feeds
 from translate.description import ModelDescription
 from translate.errors import ExportError, ImageDecodeError, UsageError
 from translate.files import atomic_copy, sha256_file
 from translate.imageio import find_images, load_image, resize, to_float
 from translate.recipes import recipe_of
-from translate.train import checkpoint
+from translate.recipes.restore import load_generator
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own minimum for Pad and friends; a lower request is raised to it
 FP32_TOLERANCE = 1e-4  # max abs difference between a runtime (ORT, OpenVINO) and PyTorch, on outputs in [-1, 1]
@@ -119,6 +120,8 @@ def export(
         raise UsageError(f"{target} already exists; pass --overwrite to replace it")
 
     status(f"loading {source}")
+    if direction == "b2a":
+        check_official_direction(source)
     # Eval mode: dropout off, batch norm on running statistics.
     module, description = load_generator(source, direction, resolution)
     module = module.float().eval()
@@ -397,7 +400,7 @@ def _check_format(file_format: str, precision: str) -> None:
         reduced = " or ".join(f"--{name}" for name in FORMATS[file_format][1:])
         raise UsageError(f"--{precision} is for --format {other}; --format {file_format} takes fp32, {reduced}")
     if file_format == "openvino":
-        from translate.deploy import openvino_runtime
+        from translate.backends import openvino as openvino_runtime
 
         core = openvino_runtime.import_openvino().Core()
         if precision == "bf16" and not openvino_runtime.has_bf16(core):
@@ -421,7 +424,7 @@ def _write_openvino(
 ) -> int:
     """The checked fp32 ONNX model at `onnx_path` as an OpenVINO IR at `target` (checked again, at its
     precision); the bytes written."""
-    from translate.deploy import openvino_runtime
+    from translate.backends import openvino as openvino_runtime
     from translate.deploy.quantize import quantize_int8_openvino
 
     graph = openvino_runtime.from_onnx(onnx_path, model)

@@ -77,7 +77,7 @@ class OnnxFeatures:
     classes: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        from translate.deploy.runtime import create_session
+        from translate.backends.onnxruntime import create_session
 
         self.session, _ = create_session(self.path, self.device)
         self.name = self.name or self.path.name
@@ -123,7 +123,7 @@ class InceptionFeatures:
         import torch
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        from translate.train.engine import resolve_device
+        from translate.core.engine import resolve_device
 
         path = inception_weights(progress)
         self.device = resolve_device(device)

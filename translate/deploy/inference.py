@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from translate.deploy import tiles
+from translate.backends import tiles
 from translate.errors import ApplyError, ImageDecodeError, ImageTooLargeError
 from translate.files import remove_stale_temps
 from translate.imageio import (
@@ -58,7 +58,7 @@ class Translator(Protocol):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def tiling(self) -> tiles.TileBackend: ...  # the same network for tiled translation (deploy/tiles.py)
+    def tiling(self) -> tiles.TileBackend: ...  # the same network for tiled translation (backends/tiles.py)
 
 
 @dataclass
@@ -257,7 +257,7 @@ def translate_files(
     """Translate every job; decode ahead and encode behind on threads. Failures are recorded, not raised.
 
     An image of more than ``max_pixels`` pixels (None: no limit), as decoded or after ``size``, fails unread.
-    ``tile``: images larger than this many px a side are translated in overlapping tiles (deploy/tiles.py); None
+    ``tile``: images larger than this many px a side are translated in overlapping tiles (backends/tiles.py); None
     tiles those above ``tiles.AUTO_PIXELS``, 0 never tiles.
     """
     console = console or Console(stderr=True)

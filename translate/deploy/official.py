@@ -168,7 +168,7 @@ def fetch(name: str, progress: bool = True) -> Path:
 
 def _converted_from(path: Path, model: OfficialModel) -> str:
     """The sha256 of the .pth the cached checkpoint was made from; a foreign or damaged file is an error."""
-    from translate.train import checkpoint
+    from translate.core import checkpoint
 
     fix = f"Delete it and run again to convert {model.name} again."
     try:
@@ -183,7 +183,7 @@ def _converted_from(path: Path, model: OfficialModel) -> str:
 
 def _convert(model: OfficialModel, pth: Path, target: Path, url: str, sha256: str) -> None:
     from translate.config import to_dict
-    from translate.train import checkpoint
+    from translate.core import checkpoint
 
     config, generator = from_state_dict(model.family, read_state_dict(pth), source=str(pth))
     checkpoint.save(

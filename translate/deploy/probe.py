@@ -42,16 +42,16 @@ def load_discriminator(model: str, name: str | None, *, trained: bool = True) ->
     """The discriminator `name` of a checkpoint (trained, or as the recipe initialises it) and its config."""
     import torch
 
-    from translate.config import from_dict
+    from translate.core import checkpoint
+    from translate.core.engine import Engine
     from translate.deploy.models import resolve_checkpoint
     from translate.recipes import recipe_of
-    from translate.train import checkpoint
-    from translate.train.engine import Engine
+    from translate.recipes.restore import load_config
 
     path = resolve_checkpoint(model)
     ckpt = checkpoint.read(path)
     spec = recipe_of(ckpt)
-    config = from_dict(spec.config_class, ckpt.meta["config"], prefix="config.")
+    config = load_config(ckpt, spec)
     stored = [m for m in ckpt.meta.get("modules", []) if m.startswith("D")]
     if not stored:
         raise CheckpointError(

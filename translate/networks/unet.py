@@ -8,7 +8,7 @@ outermost encoder layer and the bottleneck, Tanh output. Dropout 0.5 in the deco
 the bottleneck is the model's only noise (the paper feeds no z).
 
 The layout follows the reference implementation, so its pretrained weights load after a key renaming
-(translate.deploy.official): level 0 is the outermost, `down[i]` and `up[i]` are one level's encoder and decoder layers.
+(deploy/official.py): level 0 is the outermost, `down[i]` and `up[i]` are one level's encoder and decoder layers.
 """
 
 from __future__ import annotations

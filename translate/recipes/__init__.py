@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 
+from translate.core.checkpoint import Checkpoint
 from translate.errors import CheckpointError, ConfigError
 from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, lapgan, pix2pix, progan, wgan_gp
 from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
-from translate.train.checkpoint import Checkpoint
 
 RECIPES: dict[str, RecipeSpec] = {
     "cyclegan": RecipeSpec(

@@ -27,12 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from translate.config import DataConfig, OptimConfig, TrainConfig
+from translate.core.engine import Engine
 from translate.description import GeneratorInput
 from translate.errors import ConfigError
 from translate.networks.began import BEGANDiscriminator, BEGANGenerator
 from translate.recipes.base import set_learning_rate
 from translate.recipes.generation import DIRECTIONS, TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
-from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     # The stall rule over windows of 2 steps, so that a few test steps cut the rate and resume across it.

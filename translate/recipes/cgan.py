@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from translate.config import MAX_CLASSES, check_size
+from translate.core.engine import Engine
 from translate.description import GeneratorInput
 from translate.errors import ConfigError, DataError
 from translate.losses import discriminator_loss, generator_loss
@@ -34,7 +35,6 @@ from translate.recipes.generation import (
     build_discriminator,
     build_networks,
 )
-from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": TINY_PRESET,

@@ -29,6 +29,7 @@ from translate.config import (
     TrainConfig,
     check_size,
 )
+from translate.core.engine import Engine
 from translate.data.folders import UnpairedDataset, preview_images, scan_domain, unpaired_folders
 from translate.errors import ConfigError
 from translate.losses import ImagePool, discriminator_loss, generator_loss
@@ -36,7 +37,6 @@ from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.resnet import ResnetGenerator
 from translate.recipes.base import TrainingData, linear_decay, set_learning_rate
-from translate.train.engine import Engine
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from translate.core.engine import Engine
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
 from translate.networks.dcgan import CriticNorm
@@ -23,7 +24,6 @@ from translate.recipes.generation import (
     build_discriminator,
     build_networks,
 )
-from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": TINY_PRESET,

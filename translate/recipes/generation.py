@@ -13,6 +13,7 @@ from torch import Tensor
 
 from translate.augment import Augment
 from translate.config import MAX_CHANNELS, MAX_CLASSES, MAX_LATENT, DataConfig, OptimConfig, TrainConfig, check_size
+from translate.core.engine import Engine
 from translate.data.clusters import cluster_images
 from translate.data.folders import ImageDataset, scan_classes, scan_domain
 from translate.description import GeneratorInput
@@ -20,7 +21,6 @@ from translate.errors import ConfigError, DataArgumentError
 from translate.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from translate.networks.layers import init_weights
 from translate.recipes.base import TrainingData
-from translate.train.engine import Engine
 
 DIRECTIONS: dict[str, str] = {"generate": "G"}  # the one generator, stored as module "G"
 PREVIEW_SAMPLES = 64
@@ -262,7 +262,7 @@ class GeneratorRecipe:
     def setup_techniques(self) -> None:
         """Augmentation and historical averaging, as the config asks (call after G and D exist)."""
         c = self.config
-        # `auto` is decided from the data when training starts (train/launch.py); a recipe built without data, to
+        # `auto` is decided from the data when training starts (training/launch.py); a recipe built without data, to
         # read a checkpoint, augments nothing.
         self.augment = Augment("none" if c.augment == "auto" else c.augment).to(self.engine.device)
         D, G = self.engine.unwrap(self.D), self.engine.unwrap(self.G)

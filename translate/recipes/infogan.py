@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from translate.core.engine import Engine
 from translate.description import GeneratorInput
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
@@ -42,7 +43,6 @@ from translate.networks.infogan import InfoGANDiscriminator, InfoGANGenerator, c
 from translate.recipes import generation
 from translate.recipes.base import TrainingData
 from translate.recipes.generation import DIRECTIONS, TINY_PRESET, GeneratorConfig, GeneratorRecipe, build_networks
-from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": TINY_PRESET,

@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from translate.config import MAX_CHANNELS, DataConfig, check_size
+from translate.core.engine import Engine
 from translate.description import GeneratorInput
 from translate.errors import ConfigError, DataArgumentError, DataError
 from translate.losses import discriminator_loss, generator_loss
@@ -79,7 +80,6 @@ from translate.recipes.generation import (
     GeneratorRecipe,
     build_networks,
 )
-from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {**TINY_PRESET, "generator_units": 16, "discriminator_units": 16},  # levels 8, 16, 32

@@ -27,6 +27,7 @@ from translate.config import (
     TrainConfig,
     check_size,
 )
+from translate.core.engine import Engine
 from translate.data.paired import PairedDataset, paired_sources, preview_pairs, scan_pairs
 from translate.errors import ConfigError
 from translate.losses import discriminator_loss, generator_loss
@@ -34,7 +35,6 @@ from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
 from translate.networks.unet import UnetGenerator, unet_depth
 from translate.recipes.base import TrainingData, linear_decay, set_learning_rate
-from translate.train.engine import Engine
 
 MIN_DEPTH = 4  # below 4 levels (image sizes not divisible by 16) the "U" has almost no receptive field
 

@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 
 from translate.config import DataConfig, OptimConfig, TrainConfig, check_size
+from translate.core.engine import Engine
 from translate.description import GeneratorInput
 from translate.errors import ConfigError
 from translate.networks.progan import Alpha, ProGANDiscriminator, ProGANGenerator, fade_reals, level_sizes
 from translate.recipes.base import Phase, TrainingData, phase_at, phase_starts
 from translate.recipes.generation import DIRECTIONS, GeneratorConfig, GeneratorRecipe, build_networks
 from translate.recipes.wgan_gp import gradient_penalty
-from translate.train.engine import Engine
 
 # The paper's minibatch where it shrinks for memory (§A.1, CelebA-HQ); 16 below.
 PAPER_BATCH_SIZES = {256: 14, 512: 6, 1024: 3}

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from translate.config import MAX_CRITIC, OptimConfig, check_size
+from translate.core.engine import Engine
 from translate.errors import ConfigError
 from translate.networks.dcgan import CriticNorm
 from translate.recipes.generation import (
@@ -25,7 +26,6 @@ from translate.recipes.generation import (
     build_discriminator,
     build_networks,
 )
-from translate.train.engine import Engine
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": TINY_PRESET,

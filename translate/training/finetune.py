@@ -13,13 +13,13 @@ from typing import Any
 
 from torch import nn
 
-from translate.config import from_dict
-from translate.errors import CheckpointError, ConfigError
+from translate.core import checkpoint
+from translate.core.engine import main_process_first
+from translate.errors import ConfigError
 from translate.files import sha256_file
 from translate.recipes import recipe_of
 from translate.recipes.base import RecipeSpec
-from translate.train import checkpoint
-from translate.train.engine import main_process_first
+from translate.recipes.restore import load_config
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,7 @@ class InitSource:
         defaults = spec.config_class()
         if self.spec.config_class is not spec.config_class:
             return defaults
-        try:
-            config = from_dict(spec.config_class, self.ckpt.meta["config"], prefix="config.")
-        except ConfigError as exc:  # the file's fault, not the command line's: name the file
-            raise CheckpointError(f"{self.path}: {exc}") from None
+        config = load_config(self.ckpt, spec)
         return replace(config, train=defaults.train, optim=defaults.optim)
 
     def describe(self, loaded: list[str]) -> dict[str, Any]:

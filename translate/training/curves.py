@@ -23,7 +23,7 @@ NOT_LOSSES = frozenset({"step", "phase", "it_s", "images", "time", "aug_p", "aug
 # Logged measures that are drawn in losses.png (in the panel their recipe names) but are not losses: BEGAN's
 # equilibrium variable k_t and convergence measure M_global. TensorBoard files them under their own names.
 MEASURES = frozenset({"k_t", "M_global"})
-EVAL = "eval_"  # periodic evaluations' records (translate.train.periodic_eval): figures, drawn in panels of their own
+EVAL = "eval_"  # periodic evaluations' records (training/periodic_eval.py): figures, drawn in panels of their own
 EVAL_PANELS = {"FID (evaluation)": "eval_fid", "KID (evaluation)": "eval_kid"}
 SMOOTHING = 0.6  # exponential moving average weight, TensorBoard's default (each record already averages a window)
 

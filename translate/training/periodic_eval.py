@@ -1,7 +1,7 @@
 """FID and KID while training (`train.eval_every`), of exactly the weights a run would deploy, and the best kept.
 
 Every `eval_every` steps (and at the last) the deployed generator (its moving average when the run keeps one,
-translate.train.ema) makes `eval_n` images, or translates `eval_n` inputs, in eval mode without autocast, as the
+translate.core.ema) makes `eval_n` images, or translates `eval_n` inputs, in eval mode without autocast, as the
 PyTorch backend of `sample` / `apply` runs it; one feature network compares them with a real set. The figures are
 `translate evaluate`'s (deploy/evaluate.py: `fidelity`, the same samplers, feeds and feature extraction); only the
 real set's features are computed once per run rather than per call.
@@ -33,19 +33,19 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from translate.backends.pytorch import TorchSampler, TorchTranslator
 from translate.config import to_dict
+from translate.core import checkpoint
+from translate.core.ema import ema_name
 from translate.deploy.evaluate import BATCH, fidelity, load_folder, stacks
 from translate.deploy.features import FeatureNetwork, extract, load_features
 from translate.deploy.inference import run_model
-from translate.deploy.models import TorchSampler, TorchTranslator
 from translate.deploy.sampling import feeds_for, latents, spread_labels
 from translate.description import ModelDescription
 from translate.errors import CheckpointError, ConfigError, DatasetError, OnnxModelError, UsageError
 from translate.imageio import to_uint8
 from translate.networks.layers import input_stride
 from translate.recipes.base import RecipeSpec, TrainingData
-from translate.train import checkpoint
-from translate.train.ema import ema_name
 
 BEST = "best.safetensors"  # in the run folder, beside checkpoints/
 
@@ -184,7 +184,7 @@ class PeriodicEval:
 
     # -- one evaluation -------------------------------------------------------------------------------------
     def _description(self, module: nn.Module, step: int) -> ModelDescription:
-        """What the deploy path would describe this generator as (deploy.models.load_generator's fields)."""
+        """What the deploy path would describe this generator as (recipes.restore.load_generator's fields)."""
         config, spec = self.config, self.spec
         return ModelDescription(
             recipe=spec.name,

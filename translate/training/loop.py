@@ -20,17 +20,23 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from translate.config import to_dict
+from translate.core import checkpoint
+from translate.core.ema import GeneratorEMA
+from translate.core.engine import Engine
 from translate.data.folders import CounterSampler, default_num_workers, to_model_range
 from translate.errors import ConfigError
 from translate.files import atomic_write
 from translate.imageio import label_rows, make_grid, save_image, to_uint8
 from translate.recipes.base import Phase, Recipe, TrainingData, phase_at, phase_starts, single_phase
-from translate.train import checkpoint
-from translate.train.curves import TensorBoard, losses_of, plot_losses, tensorboard_wanted
-from translate.train.ema import GeneratorEMA
-from translate.train.engine import Engine
-from translate.train.periodic_eval import PeriodicEval, best_after_resume, generator_names, save_best, stale_best_note
-from translate.train.progress import training_progress
+from translate.training.curves import TensorBoard, losses_of, plot_losses, tensorboard_wanted
+from translate.training.periodic_eval import (
+    PeriodicEval,
+    best_after_resume,
+    generator_names,
+    save_best,
+    stale_best_note,
+)
+from translate.training.progress import training_progress
 
 
 class TrainingStopped(RuntimeError):
@@ -79,7 +85,7 @@ class Trainer:
         self.evaluation = self._evaluation()
 
     def _ema(self) -> GeneratorEMA | None:
-        """The generators' moving average when train.ema_half_life is set (translate.train.ema)."""
+        """The generators' moving average when train.ema_half_life is set (translate.core.ema)."""
         from translate.recipes import get_recipe
 
         cfg = self.config.train
@@ -89,7 +95,7 @@ class Trainer:
         return GeneratorEMA(self._generators(names), cfg.ema_half_life, cfg.ema_rampup or None)
 
     def _evaluation(self) -> PeriodicEval | None:
-        """FID/KID every train.eval_every steps (translate.train.periodic_eval); rank 0 alone evaluates."""
+        """FID/KID every train.eval_every steps (translate.training.periodic_eval); rank 0 alone evaluates."""
         from translate.recipes import get_recipe
 
         if not self.config.train.eval_every or not self.engine.is_main:

@@ -17,30 +17,30 @@ from translate.config import (
     apply_file,
     apply_overrides,
     describe,
-    from_dict,
     read_config_file,
     resolve_key,
     to_dict,
     to_yaml,
 )
-from translate.data import known
-from translate.data.folders import detect_layout
-from translate.errors import CheckpointError, ConfigError, DataArgumentError
-from translate.files import atomic_write
-from translate.recipes import RECIPES, default_recipe, get_recipe, recipe_of
-from translate.recipes.base import RecipeSpec, TrainingData
-from translate.train import checkpoint
-from translate.train.curves import tensorboard_wanted
-from translate.train.engine import (
+from translate.core import checkpoint
+from translate.core.engine import (
     Engine,
     init_distributed,
     launched_distributed,
     main_process_first,
     shutdown_distributed,
 )
-from translate.train.finetune import InitSource, init_source, load_weights
-from translate.train.lock import run_lock
-from translate.train.loop import Trainer, TrainingStopped
+from translate.data import known
+from translate.data.folders import detect_layout
+from translate.errors import ConfigError, DataArgumentError
+from translate.files import atomic_write
+from translate.recipes import RECIPES, default_recipe, get_recipe, recipe_of
+from translate.recipes.base import RecipeSpec, TrainingData
+from translate.recipes.restore import checked_config
+from translate.training.curves import tensorboard_wanted
+from translate.training.finetune import InitSource, init_source, load_weights
+from translate.training.lock import run_lock
+from translate.training.loop import Trainer, TrainingStopped
 
 
 def resolve_steps(config: Any, steps: int) -> Any:
@@ -246,7 +246,7 @@ def _resumed(request: TrainRequest, run_dir: Path, file: tuple[str | None, dict[
     for named, where in ((request.recipe, "--recipe"), (file[0], f"{request.config_file}'s recipe")):
         if named is not None and named != spec.name:
             raise ConfigError(f"{where} is {named}, but {run_dir} is a {spec.name} run: --resume continues it")
-    saved = _saved_config(spec, ckpt)
+    saved = checked_config(spec, ckpt)
     # Changes on resume (a longer run, a lower learning rate) apply from the resumed step on.
     config = build_config(spec, request, file[1], base=saved, console=console)
     before = dict(describe(saved))
@@ -394,20 +394,6 @@ def _default_recipe(request: TrainRequest) -> RecipeSpec:
     if request.domain_a or request.domain_b or data is None or not data.exists():
         return default_recipe("unpaired", data)
     return default_recipe(detect_layout(data), data)
-
-
-def _saved_config(spec: RecipeSpec, ckpt: checkpoint.Checkpoint) -> Any:
-    """The config a checkpoint holds, checked like any model file's before the run's networks are built: types
-    and size bounds, then each generator built on the meta device (no memory) against the file's tensors."""
-    try:
-        config = from_dict(spec.config_class, ckpt.meta["config"], prefix="config.")
-        with torch.device("meta"):
-            skeletons = {name: spec.build_generator(config, direction) for direction, name in spec.directions.items()}
-    except (ConfigError, TypeError, ValueError) as exc:  # the file's fault, not the command line's: name the file
-        raise CheckpointError(f"{ckpt.path}: {exc}") from None
-    for name, skeleton in skeletons.items():
-        checkpoint.check_fits(ckpt.path, name, skeleton)
-    return config
 
 
 def _path(value: str | None) -> Path | None:

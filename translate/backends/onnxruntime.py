@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
-    from translate.deploy.onnx_tiling import OnnxTiling
+    from translate.backends.onnx_tiling import OnnxTiling
 
 
 def physical_cores() -> int:
@@ -134,9 +134,9 @@ class OnnxTranslator:
         self._tiling: OnnxTiling | None = None
 
     def tiling(self) -> OnnxTiling:
-        """The model as a backend for tiled translation: graphs derived at first use (translate.deploy.onnx_tiling)."""
+        """The model as a backend for tiled translation: graphs derived at first use (backends/onnx_tiling.py)."""
         if self._tiling is None:
-            from translate.deploy.onnx_tiling import OnnxTiling
+            from translate.backends.onnx_tiling import OnnxTiling
 
             def session(graph: onnx.ModelProto) -> onnxruntime.InferenceSession:
                 return create_session(graph.SerializeToString(), self.device)[0]

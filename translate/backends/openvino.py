@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from translate.deploy.runtime import physical_cores
+from translate.backends.onnxruntime import physical_cores
 from translate.description import ModelDescription
 from translate.errors import BackendError, DeviceError, ModelError, OnnxModelError
 from translate.files import atomic_copy
@@ -35,7 +35,7 @@ from translate.files import atomic_copy
 if TYPE_CHECKING:
     import openvino as ov
 
-    from translate.deploy.openvino_tiling import OpenVinoTiling
+    from translate.backends.openvino_tiling import OpenVinoTiling
 
 IR_SECTION = "translate"  # the rt_info section of an IR that holds the model description
 ONNX_SECTION = "framework"  # where OpenVINO's ONNX frontend puts an ONNX file's metadata_props
@@ -228,9 +228,9 @@ class OpenVinoTranslator:
         return self.compiled({"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def tiling(self) -> OpenVinoTiling:
-        """The model as a backend for tiled translation: graphs derived at first use (deploy/openvino_tiling.py)."""
+        """The model as a backend for tiled translation: graphs derived at first use (backends/openvino_tiling.py)."""
         if self._tiling is None:
-            from translate.deploy.openvino_tiling import OpenVinoTiling
+            from translate.backends.openvino_tiling import OpenVinoTiling
 
             def compiled(
                 graph: ov.Model, hint: str | None = None

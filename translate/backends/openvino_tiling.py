@@ -1,4 +1,4 @@
-"""OpenVINO's side of tiled translation (`translate.deploy.tiles`): the two graphs of `onnx_tiling`, derived from
+"""OpenVINO's side of tiled translation (`translate.backends.tiles`): the two graphs of `onnx_tiling`, derived from
 the model OpenVINO has read — **no torch**.
 
 The ONNX graphs of `onnx_tiling` cannot serve an OpenVINO IR, so the same two graphs are derived here from the
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from translate.deploy.tiles import SpatialLayer, Stats, receptive_margin
+from translate.backends.tiles import SpatialLayer, Stats, receptive_margin
 from translate.errors import OnnxModelError
 
 if TYPE_CHECKING:

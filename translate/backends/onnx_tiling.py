@@ -1,4 +1,4 @@
-"""The ONNX Runtime side of tiled translation (`translate.deploy.tiles`): graph surgery at load time — **no torch**.
+"""The ONNX Runtime side of tiled translation (`translate.backends.tiles`): graph surgery at load time — **no torch**.
 
 Two graphs are derived from an exported translator (any precision) with the onnx package; the file itself and
 its parity checks stay as they are:
@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from translate.deploy.tiles import SpatialLayer, Stats, receptive_margin
+from translate.backends.tiles import SpatialLayer, Stats, receptive_margin
 from translate.errors import OnnxModelError
 
 if TYPE_CHECKING:

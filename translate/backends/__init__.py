@@ -1,0 +1,1 @@
+"""What runs a trained generator: PyTorch for checkpoints, ONNX Runtime and OpenVINO for exports."""

@@ -1,0 +1,1 @@
+"""Machinery every recipe and the deploy path share: device and precision, checkpoints, moving averages."""
