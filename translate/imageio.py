@@ -276,6 +276,16 @@ def _to_array(img: Image.Image, channels: int) -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
+def image_array(img: Image.Image, channels: int = 3) -> np.ndarray:
+    """An image already in memory as `load_image` decodes a file: EXIF orientation applied (on a copy: `img` is
+    left as it is), transparent pixels composited onto white, uint8 (H, W, channels)."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if _exif_orientation(img) != 1:
+        img = ImageOps.exif_transpose(img)
+    return np.ascontiguousarray(_to_array(img, channels))
+
+
 def load_image(path: Path, channels: int = 3, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode an image file into a ``uint8`` array shaped ``(H, W, channels)``.
 
@@ -372,7 +382,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(axes))
 
 
-def _to_pil(image: np.ndarray) -> Image.Image:
+def to_pil(image: np.ndarray) -> Image.Image:
+    """A uint8 (H, W, 1) or (H, W, 3) image as a PIL image of mode L or RGB."""
     # fromarray picks 'L' for 2-D uint8 and 'RGB' for (H, W, 3) uint8.
     if image.shape[2] == 1:
         return Image.fromarray(np.ascontiguousarray(image[:, :, 0]))
@@ -404,7 +415,7 @@ def save_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
     options: dict[str, int] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
 
     with atomic_writer(path) as handle:
-        _to_pil(image).save(handle, format=fmt, **options)
+        to_pil(image).save(handle, format=fmt, **options)
 
 
 def make_grid(images: np.ndarray, ncols: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -468,7 +479,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrinking_hard = w > 2 * width or h > 2 * height
     method = Image.Resampling.LANCZOS if shrinking_hard else Image.Resampling.BICUBIC
     if c in (1, 3):
-        out = np.array(_to_pil(image).resize((width, height), method), dtype=np.uint8)  # writable copy
+        out = np.array(to_pil(image).resize((width, height), method), dtype=np.uint8)  # writable copy
         return out[:, :, None] if c == 1 else out
     planes = [
         np.array(Image.fromarray(np.ascontiguousarray(image[:, :, k])).resize((width, height), method))

@@ -181,7 +181,7 @@ def _batches(
         except (ImageDecodeError, OSError) as exc:
             failed.append((job.source, str(exc)))
             continue
-        processed = _processed_size(w, h, size)
+        processed = processed_size(w, h, size)
         # --size may enlarge an image (or a thin one a lot): the limit holds for what the network gets, too.
         reason = over_pixel_limit(processed, max_pixels)
         if reason is not None:
@@ -194,7 +194,7 @@ def _batches(
             yield members[start : start + per_batch]
 
 
-def _processed_size(width: int, height: int, size: int | None) -> tuple[int, int]:
+def processed_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     """`size` scales the shorter side to `size` px, keeping the aspect ratio; None keeps the image as is."""
     if size is None:
         return width, height
@@ -210,7 +210,7 @@ def _decode(
         try:
             image = load_image(job.source, channels, max_pixels=max_pixels)
             if size is not None:
-                image = resize(image, _processed_size(image.shape[1], image.shape[0], size))
+                image = resize(image, processed_size(image.shape[1], image.shape[0], size))
         except (ImageDecodeError, OSError) as exc:
             out.append((job, str(exc)))
             continue
@@ -229,7 +229,7 @@ def run_model(translator: Translator, images: np.ndarray) -> np.ndarray:
     return to_uint8(translator(batch)[..., :h, :w])
 
 
-def _translate(translator: Translator, images: list[np.ndarray], tile: int | None) -> list[np.ndarray]:
+def translate_images(translator: Translator, images: list[np.ndarray], tile: int | None) -> list[np.ndarray]:
     """Same-size uint8 (H, W, C) images → their translations: as one batch, or one by one in tiles when they are
     large (`tiles.wants_tiles`), never stacking them, so memory holds one input and one output beside the tiles."""
     h, w = images[0].shape[:2]
@@ -282,7 +282,7 @@ def translate_files(
             summary.failed += [(job.source, error) for job, error in decoded if isinstance(error, str)]
             if good:
                 try:
-                    outputs = _translate(translator, [image for _, image in good], tile)
+                    outputs = translate_images(translator, [image for _, image in good], tile)
                 except (RuntimeError, ValueError, MemoryError) as exc:  # one bad batch must not end the whole run
                     summary.failed += [(job.source, f"{job.source}: the model failed: {exc}") for job, _ in good]
                     outputs = []
@@ -307,5 +307,5 @@ def _progress(console: Console, enabled: bool) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=not (enabled and console.is_terminal),
+        disable=not (enabled and (console.is_terminal or console.is_jupyter)),
     )

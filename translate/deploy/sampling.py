@@ -20,6 +20,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -109,8 +111,13 @@ def code_input(model: ModelDescription, name: str, option: str) -> GeneratorInpu
     raise SamplingError(f"{option} {name}: no such code{hint}; this model's codes are {_describe_codes(model)}")
 
 
-def parse_codes(model: ModelDescription, given: list[str] | tuple[str, ...]) -> dict[str, int | float]:
-    """`--code NAME=VALUE` options → {name: value}: a category index, or a continuous code's value."""
+def parse_codes(
+    model: ModelDescription, given: list[str] | tuple[str, ...] | Mapping[str, int | float | str]
+) -> dict[str, int | float]:
+    """`--code NAME=VALUE` options (or a mapping NAME → value) → {name: value}: a category index, or a continuous
+    code's value, each checked against the model's codes."""
+    if isinstance(given, Mapping):
+        given = [f"{name}={value}" for name, value in given.items()]
     fixed: dict[str, int | float] = {}
     for text in given:
         name, sep, value = text.partition("=")
@@ -278,9 +285,14 @@ def load_latents(path: Path, dim: int | None = None) -> np.ndarray:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise SamplingError(f"{path}: not a readable .npy latent file ({exc})") from None
+    return check_latents(z, dim, str(path))
+
+
+def check_latents(z: np.ndarray, dim: int | None, where: str) -> np.ndarray:
+    """Latents as float32 (N, D), a single vector as one row; another shape is an error naming `where`."""
     z = np.atleast_2d(z).astype(np.float32)
     if z.ndim != 2 or (dim is not None and z.shape[1] != dim):
-        raise SamplingError(f"{path}: latents of shape {z.shape}, this model needs (N, {dim})")
+        raise SamplingError(f"{where}: latents of shape {z.shape}, this model needs (N, {dim})")
     return z
 
 
@@ -330,6 +342,46 @@ def _labels_for(model: ModelDescription, n: int, label: str | None) -> np.ndarra
     return np.full(n, parse_label(label, classes), dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Drawn:
+    """Samples as `translate sample` draws them: uint8 (N, H, W, C) images, the latents used, and the number of
+    columns of their grid (one row per class or category when the spread allows it; None: near-square)."""
+
+    images: np.ndarray
+    z: np.ndarray
+    ncols: int | None
+
+
+def draw_samples(
+    sampler: Sampler,
+    *,
+    n: int,
+    seed: int = 0,
+    label: str | None = None,
+    truncation: float | None = None,
+    z: np.ndarray | None = None,
+    codes: list[str] | tuple[str, ...] | Mapping[str, int | float | str] = (),
+) -> Drawn:
+    """n samples (or one per row of `z`); `codes` (NAME=VALUE, or a mapping) fix latent codes, the others are drawn
+    per sample."""
+    model = sampler.model
+    dim = model.latent.shape[0]
+    fixed: dict[str, np.ndarray | float | int] = dict(parse_codes(model, codes))
+    if z is not None:
+        z = check_latents(np.asarray(z), dim, "latents")
+        n = len(z)
+    else:
+        z = latents(n, dim, seed, truncation)
+    # A conditional grid gets one row per class when the spread allows it; so does a free categorical code.
+    rows = len(model.class_names) if label is None else 0
+    spread = next((c for c in model.codes if c.kind == "categorical" and c.name not in fixed), None)
+    if not model.class_names and spread is not None and n % len(spread.classes) == 0:
+        rows = len(spread.classes)
+        fixed[spread.name] = spread_labels(n, rows)
+    images = generate(sampler, feeds_for(model, z, _labels_for(model, n, label), seed, fixed))
+    return Drawn(images, z, n // rows if rows and n % rows == 0 else None)
+
+
 def run_sample(
     sampler: Sampler,
     *,
@@ -342,28 +394,70 @@ def run_sample(
     save_latents_file: Path | None = None,
     codes: list[str] | tuple[str, ...] = (),
 ) -> list[Path]:
-    """`translate sample`: n images as one near-square grid (FILE.png) or one PNG each (DIR/). `codes`
-    (NAME=VALUE) fix latent codes; the others are drawn per sample."""
+    """`translate sample`: n images as one near-square grid (FILE.png) or one PNG each (DIR/)."""
+    z = load_latents(latents_file, sampler.model.latent.shape[0]) if latents_file is not None else None
+    drawn = draw_samples(sampler, n=n, seed=seed, label=label, truncation=truncation, z=z, codes=codes)
+    if save_latents_file is not None:
+        save_latents(save_latents_file, drawn.z)
+    as_dir = str(out).endswith(("/", "\\")) or out.is_dir() or not out.suffix
+    return write_images(drawn.images, out, as_grid=not as_dir, ncols=drawn.ncols)
+
+
+def walk_frames(
+    sampler: Sampler,
+    *,
+    points: int = 4,
+    steps: int = 16,
+    method: str = "slerp",
+    seed: int = 0,
+    z: np.ndarray | None = None,
+    labels: str | list[int | str] | None = None,
+    label: str | None = None,
+    codes: list[str] | tuple[str, ...] | Mapping[str, int | float | str] = (),
+) -> np.ndarray:
+    """The frames of a closed walk, uint8 (T, H, W, C): through `points` random latents (or the rows of `z`) and
+    back to the first, `steps` frames per leg; with `labels` (e.g. "3,8"), between those classes' embeddings with
+    z fixed. Codes and other inputs are held at one draw (`codes` fixes some of them)."""
     model = sampler.model
     dim = model.latent.shape[0]
-    fixed: dict[str, np.ndarray | float | int] = dict(parse_codes(model, codes))
-    if latents_file is not None:
-        z = load_latents(latents_file, dim)
-        n = len(z)
-    else:
-        z = latents(n, dim, seed, truncation)
-    # A conditional grid gets one row per class when the spread allows it; so does a free categorical code.
-    rows = len(model.class_names) if label is None else 0
-    spread = next((c for c in model.codes if c.kind == "categorical" and c.name not in fixed), None)
-    if not model.class_names and spread is not None and n % len(spread.classes) == 0:
-        rows = len(spread.classes)
-        fixed[spread.name] = spread_labels(n, rows)
-    images = generate(sampler, feeds_for(model, z, _labels_for(model, n, label), seed, fixed))
-    if save_latents_file is not None:
-        save_latents(save_latents_file, z)
-    as_dir = str(out).endswith(("/", "\\")) or out.is_dir() or not out.suffix
-    ncols = n // rows if rows and n % rows == 0 else None
-    return write_images(images, out, as_grid=not as_dir, ncols=ncols)
+    held = held_inputs(model, parse_codes(model, codes), seed)  # a walk keeps its codes and level noise: only z moves
+    if labels is not None:
+        if not model.class_names:
+            raise SamplingError("--labels needs a class-conditional model (cgan)")
+        names = labels.split(",") if isinstance(labels, str) else labels
+        classes = np.array([parse_label(str(x).strip(), list(model.class_names)) for x in names], np.int64)
+        if len(classes) < 2:
+            raise SamplingError("--labels needs at least two classes, e.g. --labels 3,8")
+        embeddings = walk(sampler.embed(classes), steps, "lerp")  # embeddings are not Gaussian: straight lines
+        fixed_z = np.repeat(latents(1, dim, seed), len(embeddings), axis=0)
+        feeds = feeds_for(model, fixed_z, np.zeros(len(fixed_z), np.int64), seed, held)
+        del feeds[model.class_input.name]  # the embedding stands in for the label
+        return to_uint8(sampler.from_embedding(feeds, embeddings))
+    start = check_latents(np.asarray(z), dim, "latents") if z is not None else latents(points, dim, seed)
+    path = walk(start, steps, method)
+    walk_label = label or ("0" if model.class_names else None)
+    return generate(sampler, feeds_for(model, path, _labels_for(model, len(path), walk_label), seed, held))
+
+
+def arithmetic_images(
+    sampler: Sampler,
+    expression: str,
+    *,
+    seed: int = 0,
+    label: str | None = None,
+    codes: list[str] | tuple[str, ...] | Mapping[str, int | float | str] = (),
+) -> np.ndarray:
+    """Latent arithmetic on saved latents ("a.npy-b.npy+c.npy"): the result and 7 small perturbations of it (the
+    DCGAN paper shows its results so), uint8 (8, H, W, C)."""
+    model = sampler.model
+    dim = model.latent.shape[0]
+    held = held_inputs(model, parse_codes(model, codes), seed)
+    z = arithmetic(expression)
+    if z.shape[1] != dim:
+        raise SamplingError(f"--arithmetic: latents have {z.shape[1]} dimensions, the model needs {dim}")
+    noise = latents(7, dim, seed) * 0.25
+    z = np.concatenate([z, z + noise]).astype(np.float32)
+    return generate(sampler, feeds_for(model, z, _labels_for(model, len(z), label), seed, held))
 
 
 def run_interpolate(
@@ -388,15 +482,13 @@ def run_interpolate(
     if out.suffix.lower() not in (".gif", ".png"):
         raise SamplingError(f"--out {out}: use a .gif (animation) or .png (strip) file name")
     model = sampler.model
-    dim = model.latent.shape[0]
-    fixed = parse_codes(model, codes)
     if walk_range is not None and walk_code is None:
         raise SamplingError("--range is the span of a --walk; give --walk NAME too")
     if walk_code is not None:
         if labels is not None or arithmetic_expression is not None or latents_file is not None:
             raise SamplingError("--walk draws its own figure; it takes no --labels, --arithmetic or --latents")
         span = parse_range(walk_range) if walk_range is not None else WALK_RANGE
-        images, rows = code_walk(sampler, walk_code, fixed, steps=steps, span=span, seed=seed)
+        images, rows = code_walk(sampler, walk_code, parse_codes(model, codes), steps=steps, span=span, seed=seed)
         if out.suffix.lower() == ".png":
             save_image(out, make_grid(images, ncols=steps))
         else:  # one frame per step along the sweep, every row in it
@@ -405,35 +497,14 @@ def run_interpolate(
             grids = np.stack([make_grid(frame, ncols=min(rows, 5)) for frame in frames])
             save_animation(grids.repeat(scale, axis=1).repeat(scale, axis=2), out)
         return out
-    held = held_inputs(model, fixed, seed)  # a walk keeps its codes and level noise: only z moves
     if arithmetic_expression is not None:
-        z = arithmetic(arithmetic_expression)
-        if z.shape[1] != dim:
-            raise SamplingError(f"--arithmetic: latents have {z.shape[1]} dimensions, the model needs {dim}")
-        # The result and its neighbourhood (the paper shows the result with small perturbations).
-        noise = latents(7, dim, seed) * 0.25
-        z = np.concatenate([z, z + noise]).astype(np.float32)
-        images = generate(sampler, feeds_for(model, z, _labels_for(model, len(z), label), seed, held))
+        images = arithmetic_images(sampler, arithmetic_expression, seed=seed, label=label, codes=codes)
         save_image(out.with_suffix(".png"), make_grid(images, ncols=len(images)))
         return out.with_suffix(".png")
-
-    if labels is not None:
-        if not model.class_names:
-            raise SamplingError("--labels needs a class-conditional model (cgan)")
-        classes = np.array([parse_label(x.strip(), list(model.class_names)) for x in labels.split(",")], np.int64)
-        if len(classes) < 2:
-            raise SamplingError("--labels needs at least two classes, e.g. --labels 3,8")
-        embeddings = walk(sampler.embed(classes), steps, "lerp")  # embeddings are not Gaussian: straight lines
-        z = np.repeat(latents(1, dim, seed), len(embeddings), axis=0)
-        feeds = feeds_for(model, z, np.zeros(len(z), np.int64), seed, held)
-        del feeds[model.class_input.name]  # the embedding stands in for the label
-        frames = to_uint8(sampler.from_embedding(feeds, embeddings))
-    else:
-        start = load_latents(latents_file, dim) if latents_file else latents(points, dim, seed)
-        path = walk(start, steps, method)
-        walk_label = label or ("0" if model.class_names else None)
-        frames = generate(sampler, feeds_for(model, path, _labels_for(model, len(path), walk_label), seed, held))
-
+    z = load_latents(latents_file, model.latent.shape[0]) if latents_file else None
+    frames = walk_frames(
+        sampler, points=points, steps=steps, method=method, seed=seed, z=z, labels=labels, label=label, codes=codes
+    )
     if out.suffix.lower() == ".png":
         save_image(out, make_grid(frames, ncols=steps))
     else:

@@ -83,6 +83,9 @@ class TrainRequest:
     domain_b: Path | None = None
     config_file: Path | None = None  # --config: YAML or TOML, the keys of --set
     init: str | None = None  # --init: start from these weights (a run, checkpoint or model name)
+    # Typed values from Python (`translate.train(..., lambda_cycle=5)`), checked as a config file's values are and
+    # applied last, like --set.
+    values: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
 
@@ -136,7 +139,8 @@ def build_config(
                     highlight=False,
                     soft_wrap=True,
                 )
-    return apply_overrides(config, request.overrides)
+    config = apply_overrides(config, request.overrides)
+    return apply_file(config, request.values, "translate.train") if request.values else config
 
 
 def preset_values(spec: RecipeSpec, preset: str) -> dict[str, object]:
