@@ -184,3 +184,22 @@ def test_train_keeps_model_as_an_alias_of_recipe(unpaired_data: Path, tmp_path: 
     assert result.exit_code == 2 and "--model is now --recipe" in result.output and "unknown recipe" in result.output
     both = _cli("train", unpaired_data, "--model", "dcgan", "--recipe", "cgan", "--out", tmp_path)
     assert both.exit_code == 2 and "disagree" in both.output
+
+
+@pytest.mark.parametrize("command", [["train"], ["config"]])
+def test_help_lists_every_registered_recipe_and_preset(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for name, spec in RECIPES.items():
+        assert f"{name} ({spec.data})" in text
+        assert f"{name} {'|'.join(spec.presets)}" in text
+
+
+def test_backend_and_format_choices_come_from_the_registry() -> None:
+    from translate.backends import backend_choices, export_formats
+
+    apply_help = " ".join(CliRunner().invoke(app, ["apply", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert f"--backend <{'|'.join(backend_choices())}>" in apply_help
+    export_help = " ".join(CliRunner().invoke(app, ["export", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert f"--format <{'|'.join(export_formats())}>" in export_help

@@ -10,18 +10,20 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from translate import __version__
+from translate.backends import backend_choices, export_formats
 
 app = typer.Typer(
     name="translate",
-    help="Train and deploy GAN generators: CycleGAN and pix2pix translators; DCGAN, WGAN-GP and class-conditional "
-    "generators.",
+    help="Train and deploy GAN generators: image-to-image translators (CycleGAN, pix2pix) and image generators "
+    "(DCGAN, WGAN-GP, conditional GAN, InfoGAN, BEGAN, ProGAN, LAPGAN). The same from Python: `import translate`.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     # Plain help and usage errors: flags are listed as flags (rich's tables give every option a value type, even
@@ -53,15 +55,9 @@ class Walk(str, Enum):
     lerp = "lerp"
 
 
-class Backend(str, Enum):
-    auto = "auto"
-    onnxruntime = "onnxruntime"
-    openvino = "openvino"
-
-
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    openvino = "openvino"
+# From the backends' registry (torch-free), so a new backend appears here by itself.
+Backend = Enum("Backend", {name: name for name in backend_choices()}, type=str)
+ExportFormat = Enum("ExportFormat", {name: name for name in export_formats()}, type=str)
 
 
 CODE_HELP = "infogan: fix a latent code, NAME=VALUE (e.g. cat=3 or c1=0.5); repeatable. Others are drawn at random."
@@ -117,6 +113,24 @@ def _spinner(console: Console) -> Iterator[Callable[[str], None]]:
         yield update
 
 
+class _RecipeHelp(typer.core.TyperCommand):
+    """A command whose help names the registered recipes and presets: `{recipes}` and `{presets}` in its options'
+    help are filled from the registry when help is shown (the registry imports torch, which nothing else about
+    parsing needs), so the lists cannot drift from the code."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:  # Any: typer's bundled click formatter
+        from translate.recipes import RECIPES
+
+        lists = {
+            "recipes": ", ".join(f"{name} ({spec.data})" for name, spec in RECIPES.items()),
+            "presets": "; ".join(f"{name} {'|'.join(spec.presets)}" for name, spec in RECIPES.items()),
+        }
+        for param in self.params:
+            if param.help and "{" in param.help:
+                param.help = param.help.format(**lists)
+        super().format_help(ctx, formatter)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"translate {__version__}")
@@ -132,7 +146,7 @@ def _root(
     """Train and deploy GAN generators."""
 
 
-@app.command()
+@app.command(cls=_RecipeHelp)
 def train(
     data: Annotated[
         str | None,
@@ -148,8 +162,7 @@ def train(
         typer.Option(
             "--recipe",
             "-r",
-            help="The training method: cyclegan (trainA/trainB data), pix2pix (paired data), dcgan, wgan-gp, cgan "
-            "(default: --config's, --init's, else the one for DATA's layout; `translate config` lists them).",
+            help="The training method: {recipes}. Default: --config's, --init's, else the one for DATA's layout.",
         ),
     ] = None,
     recipe_alias: Annotated[str | None, typer.Option("--model", "-m", hidden=True)] = None,  # its former name
@@ -195,8 +208,7 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Named settings: cyclegan quick|128px|paper; pix2pix quick|paper; dcgan, cgan, infogan, began, "
-            "progan, lapgan paper|mnist; wgan-gp paper|mnist|clip; every recipe tiny."
+            help="Named settings of the recipe: {presets}."
         ),
     ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
@@ -216,44 +228,39 @@ def train(
     --config < --set.
     """
     with _errors():
+        from translate.api.training import train as run_training
         from translate.errors import ConfigError
-        from translate.training.launch import TrainRequest
-        from translate.training.launch import train as run_training
         from translate.training.loop import TrainingStopped
 
         if recipe_alias is not None:
             if recipe is not None and recipe != recipe_alias:
                 raise ConfigError(f"--recipe {recipe} and --model {recipe_alias} disagree: --model is --recipe")
             err.print("note: train's --model is now --recipe (--model names trained weights elsewhere)")
-        options = {
-            "train.steps": steps,
-            "data.image_size": image_size,
-            "train.batch_size": batch_size,
-            "train.seed": seed,
-            "data.flip": flip,
+        request = {
+            "recipe": recipe or recipe_alias,
+            "preset": preset,
+            "steps": steps,
+            "image_size": image_size,
+            "batch_size": batch_size,
+            "out": out,
+            "name": name,
+            "resume": resume,
+            "seed": seed,
+            "device": device,
+            "precision": precision.value,
+            "init": init,
+            "config": config_file,
+            "settings": set_ or (),
+            "domain_a": domain_a,
+            "domain_b": domain_b,
             "direction": direction.value if direction else None,
+            "flip": flip,
+            "compile": compile_,
+            "channels_last": channels_last,
+            "grad_checkpointing": grad_checkpointing,
         }
-        request = TrainRequest(
-            data=data,
-            recipe=recipe or recipe_alias,
-            out=out,
-            name=name,
-            resume=resume,
-            device=device,
-            precision=precision.value,
-            compile=compile_,
-            channels_last=channels_last,
-            grad_checkpointing=grad_checkpointing,
-            preset=preset,
-            options=options,
-            overrides=set_ or [],
-            domain_a=domain_a,
-            domain_b=domain_b,
-            config_file=config_file,
-            init=init,
-        )
         try:
-            run_training(request, console=err)
+            run_training(data, **request, console=err)
         except TrainingStopped as exc:
             err.print(
                 f"[yellow]{exc}[/]" if exc.interrupted else f"[red]error:[/] {exc}",
@@ -263,10 +270,10 @@ def train(
             raise typer.Exit(EXIT_INTERRUPTED if exc.interrupted else EXIT_FAILED) from None
 
 
-@app.command("config")
+@app.command("config", cls=_RecipeHelp)
 def show_config(
-    recipe: Annotated[str, typer.Argument(metavar="RECIPE", help="cyclegan, pix2pix, dcgan, wgan-gp or cgan.")],
-    preset: Annotated[str | None, typer.Option(help="Start from this preset's values (see train --preset).")] = None,
+    recipe: Annotated[str, typer.Argument(metavar="RECIPE", help="The training method: {recipes}.")],
+    preset: Annotated[str | None, typer.Option(help="Start from this preset's values: {presets}.")] = None,
 ) -> None:
     """Print every config field of RECIPE with its default and meaning, as YAML that train --config reads back."""
     with _errors():
@@ -323,40 +330,35 @@ def apply(
 ) -> None:
     """Translate an image or a whole folder tree; outputs keep their relative paths and names."""
     with _errors():
-        from translate.deploy.inference import default_output, plan, translate_files, walk_notes
-        from translate.deploy.models import load_translator
-        from translate.errors import ConfigError
+        from rich.markup import escape
+
+        from translate.api.loading import load_translator
         from translate.imageio import MAX_PIXELS
 
-        limit = MAX_PIXELS if max_pixels is None else max_pixels or None  # not given: the default; 0: none
-        if size is not None and limit is not None and size * size > limit:
-            raise ConfigError(
-                f"--size {size} makes every image at least {size}×{size} px, more than --max-pixels {limit}; "
-                "lower --size or raise --max-pixels (0: no limit)"
-            )
-        translator = load_translator(model, direction.value if direction else None, device, backend.value)
-        target = out if out is not None else default_output(input_path, translator.direction)
-        planned = plan(input_path, target, ext=ext, overwrite=overwrite)
-        jobs = planned.jobs
-        err.print(f"{len(jobs)} image(s) → {target} with {translator.description}", highlight=False, soft_wrap=True)
-        summary = translate_files(
-            jobs, translator, batch_size=batch_size, size=size, max_pixels=limit, tile=tile, console=err
+        translator = load_translator(
+            model, backend=backend.value, device=device, direction=direction.value if direction else None
         )
-        summary.skipped = planned.skipped
-        for path, reason in summary.failed:
-            err.print(
-                f"[yellow]failed:[/] {path}: {reason}" if str(path) not in reason else f"[yellow]failed:[/] {reason}",
-                highlight=False,
-                soft_wrap=True,
-            )
-        for note in walk_notes(planned.walk):
+
+        def started(count: int, target: Path) -> None:
+            err.print(f"{count} image(s) → {target} with {translator}", highlight=False, soft_wrap=True)
+
+        summary = translator.translate_folder(
+            input_path,
+            out,
+            ext=ext,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            size=size,
+            max_pixels=MAX_PIXELS if max_pixels is None else max_pixels or None,  # not given: the default; 0: none
+            tile=tile,
+            console=err,
+            on_start=started,
+        )
+        for line in summary.failure_lines():
+            err.print(f"[yellow]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        for note in summary.notes:
             err.print(note, highlight=False, soft_wrap=True)
-        err.print(
-            f"done {summary.done}, skipped {summary.skipped} (already there; --overwrite to redo), "
-            f"failed {len(summary.failed)}, {summary.images_per_second:.2f} images/s",
-            highlight=False,
-            soft_wrap=True,
-        )
+        err.print(summary.closing_line(), highlight=False, soft_wrap=True)
         if summary.failed:
             raise typer.Exit(EXIT_FAILED)
 
@@ -381,23 +383,21 @@ def sample(
 ) -> None:
     """Draw samples from an image generator (default: the shipped mnist-clusters)."""
     with _errors():
-        from translate.deploy.models import load_sampler
-        from translate.deploy.sampling import run_sample
+        from translate.api.loading import load_generator
 
-        sampler = load_sampler(model, device, backend.value)
-        paths = run_sample(
-            sampler,
-            n=n,
-            out=out,
+        generator = load_generator(model, backend=backend.value, device=device)
+        paths = generator.save_samples(
+            out,
+            n,
             seed=seed,
             label=label,
             truncation=truncation,
             latents_file=latents,
-            save_latents_file=save_latents,
-            codes=code or [],
+            save_latents=save_latents,
+            codes=code or (),
         )
         where = paths[0] if len(paths) == 1 else f"{len(paths)} files in {out}"
-        err.print(f"{sampler.description}: wrote {where}", highlight=False, soft_wrap=True)
+        err.print(f"{generator}: wrote {where}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -435,13 +435,11 @@ def interpolate(
 ) -> None:
     """Walk through latent space (or between classes, or along a latent code) and save an animation or a strip."""
     with _errors():
-        from translate.deploy.models import load_sampler
-        from translate.deploy.sampling import run_interpolate
+        from translate.api.loading import load_generator
 
-        sampler = load_sampler(model, device, backend.value)
-        run_interpolate(
-            sampler,
-            out=out,
+        generator = load_generator(model, backend=backend.value, device=device)
+        written = generator.save_interpolation(
+            out,
             points=points,
             steps=steps,
             method=method.value,
@@ -449,12 +447,12 @@ def interpolate(
             latents_file=latents,
             labels=labels,
             label=label,
-            arithmetic_expression=arithmetic,
-            codes=code or [],
+            arithmetic=arithmetic,
+            codes=code or (),
             walk_code=walk,
             walk_range=walk_range,
         )
-        err.print(f"{sampler.description}: wrote {out}", highlight=False, soft_wrap=True)
+        err.print(f"{generator}: wrote {written}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -496,7 +494,7 @@ def export(
 ) -> None:
     """Export a generator to ONNX or OpenVINO IR (with its metadata inside) after checking it against PyTorch."""
     with _errors():
-        from translate.deploy.export import export as run_export
+        from translate.api.exporting import export as run_export
         from translate.errors import ConfigError
 
         chosen = [name for name, wanted in (("fp16", fp16), ("bf16", bf16), ("int8", int8)) if wanted]
@@ -508,14 +506,14 @@ def export(
                 model,
                 out,
                 direction=direction.value if direction else None,
-                opset=opset,
                 precision=precision,
+                format=file_format.value,
+                opset=opset,
                 calibrate=calibrate,
                 overwrite=overwrite,
+                resolution=resolution,
                 log=lambda line: err.print(line, highlight=False, soft_wrap=True),
                 status=status,
-                file_format=file_format.value,
-                resolution=resolution,
             )
         err.print(
             f"wrote {result.path} ({result.precision}, opset {result.opset}, {result.bytes / 1e6:.1f} MB)",
@@ -554,12 +552,9 @@ def evaluate(
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from translate.deploy.evaluate import EvaluateRequest, report_lines, run_evaluate
+        from translate.api.evaluation import evaluate as run_evaluate
         from translate.files import atomic_write
 
-        request = EvaluateRequest(
-            model, real, input, direction, n, seed, features, memorization, picture if memorization else None, device
-        )
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=True) as bar:
             tasks: dict[str, int] = {}
@@ -569,13 +564,25 @@ def evaluate(
                     tasks[what] = bar.add_task(f"features of {what} images", total=total)
                 bar.update(tasks[what], completed=done)
 
-            report = run_evaluate(request, advance)
+            report = run_evaluate(
+                model,
+                real,
+                input=input,
+                direction=direction,
+                n=n,
+                seed=seed,
+                features=features,
+                memorization=memorization,
+                picture=picture if memorization else None,
+                device=device,
+                advance=advance,
+            )
         table = Table("figure", "value", title="evaluation", title_justify="left")
-        for name, value in report_lines(report):
+        for name, value in report.rows():
             table.add_row(name, value)
         Console().print(table)
         if json_file is not None:
-            atomic_write(json_file, (json.dumps(report, indent=2) + "\n").encode())
+            atomic_write(json_file, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
             err.print(f"wrote {json_file}", highlight=False)
 
 
@@ -627,14 +634,14 @@ def list_datasets() -> None:
 @app.command("models")
 def list_models() -> None:
     """List the models `--model NAME` takes by name: shipped ones, and official ones downloaded on first use."""
+    from translate.api.catalogue import models
     from translate.data.known import cache_dir
-    from translate.deploy.models import named_models
 
     table = Table("source", "recipe", title=f"models by name (official ones cached in {cache_dir() / 'models'})")
     table.add_column("name", no_wrap=True)  # copied into commands: never broken across lines
     table.add_column("cached")
     table.add_column("what it is", overflow="fold")
-    for row in named_models():
+    for row in models():
         table.add_row(row.source, row.recipe, row.name, "yes" if row.cached else "", row.description)
     Console().print(table)
 

@@ -6,7 +6,8 @@ same arguments give the same pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from translate.deploy.sampling import Sampler
     from translate.description import GeneratorInput, ModelDescription
 
-Codes = Mapping[str, int | float | str]
+# Latent codes to fix: {"cat": 3, "c1": 0.5}, or the command line's ["cat=3", "c1=0.5"].
+Codes = Mapping[str, int | float | str] | Sequence[str]
 
 
 class Generator:
@@ -61,8 +63,12 @@ class Generator:
     def latent_dim(self) -> int:
         return self.description.latent.shape[0]
 
+    def __str__(self) -> str:
+        """What runs, e.g. "cgan, step 3000, EMA, PyTorch on cpu"."""
+        return self.sampler.description
+
     def __repr__(self) -> str:
-        return f"<translate.Generator {self.sampler.description}>"
+        return f"<translate.Generator {self}>"
 
     def latents(self, n: int, *, seed: int = 0, truncation: float | None = None) -> np.ndarray:
         """n standard-normal latents (N, latent_dim) float32, as `sample --seed` draws them; `truncation` redraws
@@ -161,7 +167,7 @@ class Generator:
             z=latents,
             labels=labels,
             label=None if label is None else str(label),
-            codes=codes or {},
+            codes=codes or (),
         )
         return frames if as_array else [to_pil(frame) for frame in frames]
 
@@ -177,9 +183,74 @@ class Generator:
         """InfoGAN: the continuous code `name` swept from span[0] to span[1] along each row, one row per value of
         the first categorical code not fixed by `codes`, z fixed (`translate interpolate --walk NAME` as a .png)."""
         images, _ = code_walk(
-            self.sampler, name, parse_codes(self.description, codes or {}), steps=steps, span=span, seed=seed
+            self.sampler, name, parse_codes(self.description, codes or ()), steps=steps, span=span, seed=seed
         )
         return to_pil(make_grid(images, ncols=steps))
+
+    def save_samples(
+        self,
+        out: str | Path,
+        n: int = 64,
+        *,
+        seed: int = 0,
+        label: int | str | None = None,
+        codes: Codes | None = None,
+        truncation: float | None = None,
+        latents_file: str | Path | None = None,
+        save_latents: str | Path | None = None,
+    ) -> list[Path]:
+        """Write n samples as `translate sample` does: one grid at FILE.png, or one PNG each into DIR/ (a path
+        ending in / or without a suffix); `latents_file` reuses latents saved with `save_latents` (.npy)."""
+        from translate.deploy.sampling import run_sample
+
+        return run_sample(
+            self.sampler,
+            n=n,
+            out=Path(out),
+            seed=seed,
+            label=None if label is None else str(label),
+            truncation=truncation,
+            latents_file=None if latents_file is None else Path(latents_file),
+            save_latents_file=None if save_latents is None else Path(save_latents),
+            codes=codes or (),
+        )
+
+    def save_interpolation(
+        self,
+        out: str | Path,
+        *,
+        points: int = 4,
+        steps: int = 16,
+        method: Literal["slerp", "lerp"] = "slerp",
+        seed: int = 0,
+        latents_file: str | Path | None = None,
+        labels: str | None = None,
+        label: int | str | None = None,
+        arithmetic: str | None = None,
+        codes: Codes | None = None,
+        walk_code: str | None = None,
+        walk_range: str | None = None,
+    ) -> Path:
+        """Write a walk as `translate interpolate` does: a looping FILE.gif or a FILE.png strip; `labels` ("3,8")
+        walks between classes, `arithmetic` ("a.npy-b.npy+c.npy") draws latent arithmetic, `walk_code` sweeps an
+        InfoGAN code (over `walk_range`, "LOW,HIGH"). Returns the file written."""
+        from translate.deploy.sampling import run_interpolate
+
+        return run_interpolate(
+            self.sampler,
+            out=Path(out),
+            points=points,
+            steps=steps,
+            method=method,
+            seed=seed,
+            latents_file=None if latents_file is None else Path(latents_file),
+            labels=labels,
+            label=None if label is None else str(label),
+            arithmetic_expression=arithmetic,
+            codes=codes or (),
+            walk_code=walk_code,
+            walk_range=walk_range,
+        )
 
     def _draw(
         self,
@@ -199,5 +270,5 @@ class Generator:
             label=None if label is None else str(label),
             truncation=truncation,
             z=z,
-            codes=codes or {},
+            codes=codes or (),
         )

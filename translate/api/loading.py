@@ -38,17 +38,37 @@ def load(
     Raises:
         translate.errors.ModelError: MODEL names nothing (with the closest names), or a file of the wrong kind.
     """
-    from translate.deploy.models import choose_backend, kind_of, load_sampler, load_translator, resolve_model
+    from translate.deploy.models import kind_of, resolve_model
 
     path = resolve_model(str(model))
-    runner = choose_backend(path, backend, device)
     if kind_of(path) == "generator":
         if direction is not None:
             raise ModelError(f"{path}: an image generator; direction is for translators")
-        return Generator(load_sampler(str(path), device, backend), runner)
+        return load_generator(path, backend=backend, device=device)
+    return load_translator(path, backend=backend, device=device, direction=direction)
+
+
+def load_translator(
+    model: str | Path, *, backend: str = "auto", device: str = "auto", direction: str | None = None
+) -> Translator:
+    """`load` for a model that must be a translator (`translate apply`): a generator is refused by name."""
+    from translate.deploy.models import choose_backend, resolve_model
+    from translate.deploy.models import load_translator as runner_for
+
+    path = resolve_model(str(model))
+    runner = choose_backend(path, backend, device)
 
     def reload(other: str) -> Runner:
-        return load_translator(str(path), other, device, backend)
+        return runner_for(str(path), other, device, backend)
 
-    translator = load_translator(str(path), direction, device, backend)
+    translator = runner_for(str(path), direction, device, backend)
     return Translator(translator, runner, reload=reload if runner == "pytorch" else None)
+
+
+def load_generator(model: str | Path | None = None, *, backend: str = "auto", device: str = "auto") -> Generator:
+    """`load` for a model that must be an image generator (`translate sample`, `interpolate`); without MODEL the
+    shipped default sampler (mnist-clusters)."""
+    from translate.deploy.models import DEFAULT_SAMPLER, choose_backend, load_sampler, resolve_model
+
+    path = resolve_model(str(model or DEFAULT_SAMPLER))
+    return Generator(load_sampler(str(path), device, backend), choose_backend(path, backend, device))

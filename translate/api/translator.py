@@ -87,8 +87,12 @@ class Translator:
         """Image channels in and out: 3 (RGB) or 1 (grey)."""
         return self.description.channels
 
+    def __str__(self) -> str:
+        """What runs, e.g. "pix2pix a2b, step 4000, EMA, PyTorch on cpu"."""
+        return self._runners[self._default].description
+
     def __repr__(self) -> str:
-        return f"<translate.Translator {self._runners[self._default].description}>"
+        return f"<translate.Translator {self}>"
 
     def runner(self, direction: str | None = None) -> Runner:
         """The backend object that runs `direction` (float32 NCHW in [-1, 1] in and out), loaded on first use."""

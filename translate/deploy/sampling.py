@@ -20,13 +20,13 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from translate.backends.base import Sampler
 from translate.description import GeneratorInput, ModelDescription
 from translate.errors import SamplingError
 from translate.files import atomic_writer
@@ -36,17 +36,6 @@ from translate.imageio import make_grid, save_image, to_uint8
 # almost certainly a typo (the generator never saw anything near them).
 CODE_LIMIT = 4.0
 WALK_RANGE = (-2.0, 2.0)  # the paper's Figure 2: c2 and c3 varied from -2 to 2
-
-
-class Sampler(Protocol):
-    model: ModelDescription  # what it is: its named inputs, channels, image size
-    description: str  # e.g. "dcgan, step 3000, PyTorch on cpu"
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
-
-    def embed(self, labels: np.ndarray) -> np.ndarray: ...  # class embeddings (conditional models)
-
-    def from_embedding(self, feeds: dict[str, np.ndarray], embedding: np.ndarray) -> np.ndarray: ...
 
 
 def draw(item: GeneratorInput, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -112,12 +101,14 @@ def code_input(model: ModelDescription, name: str, option: str) -> GeneratorInpu
 
 
 def parse_codes(
-    model: ModelDescription, given: list[str] | tuple[str, ...] | Mapping[str, int | float | str]
+    model: ModelDescription, given: Sequence[str] | Mapping[str, int | float | str]
 ) -> dict[str, int | float]:
     """`--code NAME=VALUE` options (or a mapping NAME → value) → {name: value}: a category index, or a continuous
     code's value, each checked against the model's codes."""
     if isinstance(given, Mapping):
         given = [f"{name}={value}" for name, value in given.items()]
+    elif isinstance(given, str):  # one NAME=VALUE, not its characters
+        given = [given]
     fixed: dict[str, int | float] = {}
     for text in given:
         name, sep, value = text.partition("=")
@@ -360,7 +351,7 @@ def draw_samples(
     label: str | None = None,
     truncation: float | None = None,
     z: np.ndarray | None = None,
-    codes: list[str] | tuple[str, ...] | Mapping[str, int | float | str] = (),
+    codes: Sequence[str] | Mapping[str, int | float | str] = (),
 ) -> Drawn:
     """n samples (or one per row of `z`); `codes` (NAME=VALUE, or a mapping) fix latent codes, the others are drawn
     per sample."""
@@ -392,7 +383,7 @@ def run_sample(
     truncation: float | None = None,
     latents_file: Path | None = None,
     save_latents_file: Path | None = None,
-    codes: list[str] | tuple[str, ...] = (),
+    codes: Sequence[str] | Mapping[str, int | float | str] = (),
 ) -> list[Path]:
     """`translate sample`: n images as one near-square grid (FILE.png) or one PNG each (DIR/)."""
     z = load_latents(latents_file, sampler.model.latent.shape[0]) if latents_file is not None else None
@@ -413,7 +404,7 @@ def walk_frames(
     z: np.ndarray | None = None,
     labels: str | list[int | str] | None = None,
     label: str | None = None,
-    codes: list[str] | tuple[str, ...] | Mapping[str, int | float | str] = (),
+    codes: Sequence[str] | Mapping[str, int | float | str] = (),
 ) -> np.ndarray:
     """The frames of a closed walk, uint8 (T, H, W, C): through `points` random latents (or the rows of `z`) and
     back to the first, `steps` frames per leg; with `labels` (e.g. "3,8"), between those classes' embeddings with
@@ -445,7 +436,7 @@ def arithmetic_images(
     *,
     seed: int = 0,
     label: str | None = None,
-    codes: list[str] | tuple[str, ...] | Mapping[str, int | float | str] = (),
+    codes: Sequence[str] | Mapping[str, int | float | str] = (),
 ) -> np.ndarray:
     """Latent arithmetic on saved latents ("a.npy-b.npy+c.npy"): the result and 7 small perturbations of it (the
     DCGAN paper shows its results so), uint8 (8, H, W, C)."""
@@ -472,7 +463,7 @@ def run_interpolate(
     labels: str | None = None,
     label: str | None = None,
     arithmetic_expression: str | None = None,
-    codes: list[str] | tuple[str, ...] = (),
+    codes: Sequence[str] | Mapping[str, int | float | str] = (),
     walk_code: str | None = None,
     walk_range: str | None = None,
 ) -> Path:
