@@ -76,8 +76,18 @@ class ModelError(UsageError):
     and the fix."""
 
 
-class OnnxModelError(TranslateError):
+class ExportedModelError(TranslateError):
+    """An exported model (an .onnx file or an OpenVINO IR) that a backend cannot load or use; the message says why
+    and what to do."""
+
+
+class OnnxModelError(ExportedModelError):
     """An .onnx file that translate cannot use; the message says why and what to do."""
+
+
+class OpenVinoModelError(ExportedModelError):
+    """A model file (.onnx or IR) that OpenVINO cannot load, run or derive a graph from as asked; the message says
+    why and what to do."""
 
 
 class ExportError(TranslateError):

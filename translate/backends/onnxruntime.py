@@ -13,13 +13,15 @@ import ctypes
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from translate.backends.base import Backend, ExportSpec, check_generator, check_translator, class_input, typed_feeds
 from translate.description import ModelDescription
-from translate.errors import DeviceError, ModelError, OnnxModelError
+from translate.errors import DeviceError, OnnxModelError
 
 if TYPE_CHECKING:
     import onnx
@@ -57,6 +59,11 @@ def cuda_devices() -> int:
     if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return 0
     return count.value
+
+
+def runs_on_cpu(device: str) -> bool:
+    """Whether `--device device` means the CPU: "cpu", or "auto" where the CUDA driver sees no GPU."""
+    return device.lower() == "cpu" or (device.lower() == "auto" and cuda_devices() == 0)
 
 
 def _parse_device(device: str) -> tuple[str, int]:
@@ -120,13 +127,7 @@ class OnnxTranslator:
         self.path, self.device = path, device
         self.session, where = create_session(path, device)
         self.model = read_description(self.session, path)
-        if self.model.is_generator:
-            raise ModelError(f"{path}: an image generator; use it with `translate sample` / `interpolate`")
-        if direction is not None and direction != self.model.direction:
-            raise ModelError(
-                f"{path}: holds the {self.model.direction} generator, not {direction}; "
-                f"export that one with `translate export MODEL --direction {direction}`"
-            )
+        check_translator(self.model, path, direction)
         self.direction, self.channels, self.stride = self.model.direction, self.model.channels, self.model.stride
         self.description = f"{self.model.recipe} {self.direction} ({self.model.precision}), ONNX Runtime on {where}"
         self._cuda = where.startswith("CUDA")
@@ -168,18 +169,17 @@ class OnnxSampler:
         self.path, self.device = path, device
         self.session, where = create_session(path, device)
         self.model = read_description(self.session, path)
-        if not self.model.is_generator:
-            raise ModelError(f"{path}: an image translator; use it with `translate apply`")
+        check_generator(self.model, path)
         self.description = f"{self.model.recipe} ({self.model.precision}), ONNX Runtime on {where}"
         self._embed: onnxruntime.InferenceSession | None = None
         self._from_embedding: onnxruntime.InferenceSession | None = None
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(["image"], _typed(feeds, self.model))[0]
+        return self.session.run(["image"], typed_feeds(feeds, self.model))[0]
 
     def embed(self, labels: np.ndarray) -> np.ndarray:
         """Class embeddings, read off the graph's `embedding` tensor (whatever the model's precision)."""
-        label = self._class_input()
+        label = class_input(self.model, self.path, OnnxModelError)
         if self._embed is None:
             model = self._graph()
             embedding = next((v for v in model.graph.value_info if v.name == "embedding"), None)
@@ -194,7 +194,7 @@ class OnnxSampler:
 
     def from_embedding(self, feeds: dict[str, np.ndarray], embedding: np.ndarray) -> np.ndarray:
         """The generator fed a given class embedding: the graph cut at its `embedding` tensor."""
-        label = self._class_input()
+        label = class_input(self.model, self.path, OnnxModelError)
         names = [item.name for item in self.model.inputs if item.name != label]
         if self._from_embedding is None:
             from onnx.utils import Extractor
@@ -204,14 +204,8 @@ class OnnxSampler:
         # fp16 models carry the embedding in float16; feed it in the type the cut graph declares.
         declared = {value.name: value.type for value in self._from_embedding.get_inputs()}
         dtype = np.float16 if declared["embedding"] == "tensor(float16)" else np.float32
-        typed = _typed({name: feeds[name] for name in names}, self.model)
+        typed = typed_feeds({name: feeds[name] for name in names}, self.model)
         return self._from_embedding.run(["image"], {**typed, "embedding": embedding.astype(dtype)})[0]
-
-    def _class_input(self) -> str:
-        label = self.model.class_input
-        if label is None:
-            raise OnnxModelError(f"{self.path}: not a class-conditional generator")
-        return label.name
 
     def _graph(self) -> onnx.ModelProto:
         """The model with inferred tensor types, for the two cuts above (the onnx package is imported only here)."""
@@ -220,7 +214,29 @@ class OnnxSampler:
         return onnx.shape_inference.infer_shapes(onnx.load(self.path))
 
 
-def _typed(feeds: dict[str, np.ndarray], model: ModelDescription) -> dict[str, np.ndarray]:
-    """Feeds as contiguous arrays of the dtype each declared input has."""
-    dtypes = {item.name: item.dtype for item in model.inputs}
-    return {name: np.ascontiguousarray(value, dtype=dtypes.get(name)) for name, value in feeds.items()}
+class OnnxRuntimeBackend(Backend):
+    """.onnx exports on ONNX Runtime: the CPU, and CUDA GPUs with onnxruntime-gpu."""
+
+    name = "onnxruntime"
+    title = "ONNX Runtime"
+    files: ClassVar[Mapping[str, str]] = {".onnx": "an ONNX export"}
+    export = ExportSpec(name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), title="ONNX")
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def suits(self, device: str) -> bool:
+        # A GPU: ONNX Runtime's CUDA provider. On a CPU it is the fallback (OpenVINO is faster on x86 CPUs).
+        return not runs_on_cpu(device)
+
+    def kind_of(self, path: Path) -> str:
+        import onnx  # the metadata alone, without building a session
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return ModelDescription.from_metadata(props, path).kind
+
+    def translator(self, path: Path, direction: str | None, device: str) -> OnnxTranslator:
+        return OnnxTranslator(path, direction, device)
+
+    def sampler(self, path: Path, device: str) -> OnnxSampler:
+        return OnnxSampler(path, device)

@@ -21,15 +21,16 @@ from __future__ import annotations
 import platform
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from translate.backends.onnxruntime import physical_cores
+from translate.backends.base import Backend, ExportSpec, check_generator, check_translator, class_input, typed_feeds
+from translate.backends.onnxruntime import physical_cores, runs_on_cpu
 from translate.description import ModelDescription
-from translate.errors import BackendError, DeviceError, ModelError, OnnxModelError
+from translate.errors import BackendError, DeviceError, OpenVinoModelError
 from translate.files import atomic_copy
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def read_model(path: Path) -> tuple[ov.Core, ov.Model]:
     try:
         return core, core.read_model(path)
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own for unreadable models
-        raise OnnxModelError(f"{path}: OpenVINO cannot load it ({str(exc).strip().splitlines()[0]})") from None
+        raise OpenVinoModelError(f"{path}: OpenVINO cannot load it ({str(exc).strip().splitlines()[0]})") from None
 
 
 def read_description(model: ov.Model, path: Path) -> ModelDescription:
@@ -210,13 +211,7 @@ class OpenVinoTranslator:
         self.path = path
         self.core, self.graph = read_model(path)
         self.model = read_description(self.graph, path)
-        if self.model.is_generator:
-            raise ModelError(f"{path}: an image generator; use it with `translate sample` / `interpolate`")
-        if direction is not None and direction != self.model.direction:
-            raise ModelError(
-                f"{path}: holds the {self.model.direction} generator, not {direction}; "
-                f"export that one with `translate export MODEL --direction {direction}`"
-            )
+        check_translator(self.model, path, direction)
         self.direction, self.channels, self.stride = self.model.direction, self.model.channels, self.model.stride
         hint, words = run_precision(self.model, self.core)
         self.config = compile_config(hint)
@@ -253,8 +248,7 @@ class OpenVinoSampler:
         self.path = path
         self.core, self.graph = read_model(path)
         self.model = read_description(self.graph, path)
-        if not self.model.is_generator:
-            raise ModelError(f"{path}: an image translator; use it with `translate apply`")
+        check_generator(self.model, path)
         hint, words = run_precision(self.model, self.core)
         self.config = compile_config(hint)
         self.description = f"{self.model.recipe} ({words}), {_name()} on CPU"
@@ -263,11 +257,11 @@ class OpenVinoSampler:
         self._from_embedding: CompiledShapes | None = None
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.compiled(_typed(feeds, self.model))[0]
+        return self.compiled(typed_feeds(feeds, self.model))[0]
 
     def embed(self, labels: np.ndarray) -> np.ndarray:
         """Class embeddings, read off the graph's `embedding` tensor."""
-        label = self._class_input()
+        label = class_input(self.model, self.path, OpenVinoModelError)
         if self._embed is None:
             graph = self.graph.clone()
             self._embedding_port(graph)  # refuses a graph without one
@@ -283,7 +277,7 @@ class OpenVinoSampler:
         import openvino as ov
         import openvino.opset13 as ops
 
-        label = self._class_input()
+        label = class_input(self.model, self.path, OpenVinoModelError)
         if self._from_embedding is None:
             graph = self.graph.clone()
             port = self._embedding_port(graph)
@@ -295,27 +289,15 @@ class OpenVinoSampler:
         # fp16 exports carry the embedding in float16; feed it in the type the cut graph declares.
         declared = self._from_embedding.model.input("embedding").get_element_type()
         dtype = np.float16 if declared == ov.Type.f16 else np.float32
-        typed = _typed({name: value for name, value in feeds.items() if name != label}, self.model)
+        typed = typed_feeds({name: value for name, value in feeds.items() if name != label}, self.model)
         return self._from_embedding({**typed, "embedding": embedding.astype(dtype)})[0]
-
-    def _class_input(self) -> str:
-        label = self.model.class_input
-        if label is None:
-            raise OnnxModelError(f"{self.path}: not a class-conditional generator")
-        return label.name
 
     def _embedding_port(self, graph: ov.Model) -> Any:
         ports = (out for node in graph.get_ordered_ops() for out in node.outputs())
         port = next((out for out in ports if "embedding" in out.get_names()), None)
         if port is None:
-            raise OnnxModelError(f"{self.path}: no embedding tensor; it is not a class-conditional generator")
+            raise OpenVinoModelError(f"{self.path}: no embedding tensor; it is not a class-conditional generator")
         return port
-
-
-def _typed(feeds: dict[str, np.ndarray], model: ModelDescription) -> dict[str, np.ndarray]:
-    """Feeds as contiguous arrays of the dtype each declared input has."""
-    dtypes = {item.name: item.dtype for item in model.inputs}
-    return {name: np.ascontiguousarray(value, dtype=dtypes.get(name)) for name, value in feeds.items()}
 
 
 def _name() -> str:
@@ -323,3 +305,28 @@ def _name() -> str:
     import openvino as ov
 
     return f"OpenVINO {ov.get_version().split('-')[0]}"
+
+
+class OpenVinoBackend(Backend):
+    """.onnx exports and OpenVINO IR on OpenVINO, on the CPU (the openvino extra)."""
+
+    name = "openvino"
+    title = "OpenVINO"
+    files: ClassVar[Mapping[str, str]] = {".onnx": "an ONNX export", ".xml": "an OpenVINO IR"}
+    export = ExportSpec(name="openvino", suffix=".xml", precisions=("fp32", "bf16", "int8"), title="OpenVINO IR")
+
+    def available(self) -> bool:
+        return openvino_installed()
+
+    def suits(self, device: str) -> bool:
+        # An x86 CPU, where it outruns ONNX Runtime's CPU provider (BENCHMARKS.md); a GPU is ONNX Runtime's.
+        return runs_on_cpu(device) and is_x86() and openvino_installed()
+
+    def kind_of(self, path: Path) -> str:
+        return read_description(read_model(path)[1], path).kind
+
+    def translator(self, path: Path, direction: str | None, device: str) -> OpenVinoTranslator:
+        return OpenVinoTranslator(path, direction, device)
+
+    def sampler(self, path: Path, device: str) -> OpenVinoSampler:
+        return OpenVinoSampler(path, device)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from translate.backends.tiles import SpatialLayer, Stats, receptive_margin
-from translate.errors import OnnxModelError
+from translate.errors import OpenVinoModelError
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -118,7 +118,7 @@ def _norms(graph: ov.Model, path: Path) -> list[Any]:
         axes = node.input_value(1).get_node() if node.get_input_size() > 1 else None
         spatial = axes is not None and axes.get_type_name() == "Constant" and sorted(axes.get_vector()) == [2, 3]
         if not (spatial and attributes.get("normalize_variance") and attributes.get("eps_mode") == "INSIDE_SQRT"):
-            raise OnnxModelError(f"{path}: a normalisation other than instance norm cannot be tiled (try --tile 0)")
+            raise OpenVinoModelError(f"{path}: a normalisation other than instance norm cannot be tiled (try --tile 0)")
         norms.append(node)
     return norms
 
@@ -130,11 +130,13 @@ def _margin(graph: ov.Model, path: Path) -> int:
     for node in graph.get_ordered_ops():
         kind = node.get_type_name()
         if kind in UNSUPPORTED:
-            raise OnnxModelError(f"{path}: its {kind} node cannot be tiled (try --tile 0)")
+            raise OpenVinoModelError(f"{path}: its {kind} node cannot be tiled (try --tile 0)")
         if kind in CONVOLUTIONS:
             attributes = node.get_attributes()
             if attributes.get("auto_pad", "explicit") != "explicit":
-                raise OnnxModelError(f"{path}: its {kind} node pads automatically and cannot be tiled (try --tile 0)")
+                raise OpenVinoModelError(
+                    f"{path}: its {kind} node pads automatically and cannot be tiled (try --tile 0)"
+                )
             kernel = node.input_value(1).get_partial_shape().to_shape()[-2:]  # weights end in (kH, kW)
             for axis, layers in enumerate((rows, cols)):
                 layers.append(
@@ -149,7 +151,9 @@ def _margin(graph: ov.Model, path: Path) -> int:
         elif kind == "Pad":
             begins = node.input_value(1).get_node()
             if begins.get_type_name() != "Constant":
-                raise OnnxModelError(f"{path}: a Pad node whose pads are not constants cannot be tiled (try --tile 0)")
+                raise OpenVinoModelError(
+                    f"{path}: a Pad node whose pads are not constants cannot be tiled (try --tile 0)"
+                )
             pads = begins.get_vector()  # (N, C, H, W) begins
             rows.append(SpatialLayer("pad", pad=int(pads[2])))
             cols.append(SpatialLayer("pad", pad=int(pads[3])))

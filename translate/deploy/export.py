@@ -40,6 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from translate import __version__
+from translate.backends import export_formats, get_export
 from translate.backends.onnxruntime import create_session
 from translate.core import checkpoint
 from translate.deploy.inference import MIN_SIDE
@@ -59,9 +60,7 @@ FP32_TOLERANCE = 1e-4  # max abs difference between a runtime (ORT, OpenVINO) an
 # trades a little fidelity for speed, and below this it visibly changes pictures).
 # bf16 (OpenVINO) is a float format of fewer bits, like fp16, and is held to fp16's limit.
 MIN_SSIM = {"fp16": 0.99, "bf16": 0.99, "int8": 0.95}
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-FORMATS = {"onnx": ("fp32", "fp16", "int8"), "openvino": ("fp32", "bf16", "int8")}  # format → its precisions
-SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # every precision some export format takes (ExportSpec.precisions)
 CALIBRATION_IMAGES = 32  # calibrate int8 activation ranges on this many images (more adds time, little accuracy)
 EVALUATION_IMAGES = 8  # images (held out from calibration when there are enough) for the int8/fp16 check
 
@@ -112,7 +111,7 @@ def export(
         )
     if precision == "int8" and not generator and calibrate is None:
         raise UsageError("--int8 needs --calibrate DIR: a folder of typical input images (a few dozen is enough)")
-    suffix = SUFFIXES[file_format]
+    suffix = get_export(file_format).suffix
     target = out or Path(_default_name(model, source, None if generator else direction, precision, suffix, resolution))
     if target.suffix.lower() != suffix:
         raise UsageError(f"--out {target}: the file name must end in {suffix}")
@@ -129,8 +128,7 @@ def export(
         status(f"reading calibration images from {calibrate}")
     calibration = _calibration_images(calibrate, description.channels) if calibrate is not None else []
     what = spec.name if generator else f"{spec.name} {direction}"
-    kind = "ONNX" if file_format == "onnx" else "OpenVINO IR"
-    log(f"exporting {what} ({description.origin}) from {source} to {precision} {kind} ...")
+    log(f"exporting {what} ({description.origin}) from {source} to {precision} {get_export(file_format).title} ...")
     if calibration:
         calibration = _crop_squares(calibration, description.image_size, description.stride)
     status(f"exporting {what} to ONNX (torch.onnx, dynamo)")
@@ -393,11 +391,13 @@ def _reduce_precision(
 
 def _check_format(file_format: str, precision: str) -> None:
     """Refuse, before any work, a format without that precision, and bf16 on a CPU without bf16 arithmetic."""
-    if file_format not in FORMATS:
-        raise UsageError(f"--format {file_format}: use one of {', '.join(FORMATS)}")
-    if precision not in FORMATS[file_format]:
-        other = next(name for name, precisions in FORMATS.items() if precision in precisions)
-        reduced = " or ".join(f"--{name}" for name in FORMATS[file_format][1:])
+    formats = export_formats()
+    if file_format not in formats:
+        raise UsageError(f"--format {file_format}: use one of {', '.join(formats)}")
+    precisions = get_export(file_format).precisions
+    if precision not in precisions:
+        other = next(name for name in formats if precision in get_export(name).precisions)
+        reduced = " or ".join(f"--{name}" for name in precisions[1:])
         raise UsageError(f"--{precision} is for --format {other}; --format {file_format} takes fp32, {reduced}")
     if file_format == "openvino":
         from translate.backends import openvino as openvino_runtime

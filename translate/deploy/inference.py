@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from rich.console import Console
@@ -28,6 +27,7 @@ from rich.progress import (
 )
 
 from translate.backends import tiles
+from translate.backends.base import Translator
 from translate.errors import ApplyError, ImageDecodeError, ImageTooLargeError
 from translate.files import remove_stale_temps
 from translate.imageio import (
@@ -48,17 +48,6 @@ from translate.imageio import (
 MIN_SIDE = 16  # smaller images are padded up to this before the network, then cropped back
 # At most this many pixels go through the network at once, so a batch of large photos cannot exhaust memory.
 PIXELS_PER_BATCH = 4 * 512 * 512
-
-
-class Translator(Protocol):
-    channels: int  # image channels in and out (1 or 3)
-    stride: int  # H and W must be multiples of this
-    direction: str  # a2b or b2a: names the default output folder
-    description: str  # e.g. "PyTorch on cpu"
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-    def tiling(self) -> tiles.TileBackend: ...  # the same network for tiled translation (backends/tiles.py)
 
 
 @dataclass

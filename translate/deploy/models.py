@@ -1,8 +1,9 @@
 """Resolve what `--model` names and load it as a backend for inference.
 
-MODEL may be a run folder (its newest checkpoint is used), a checkpoint or .onnx file, a shipped model's name or an
-official CycleGAN/pix2pix generator's name (translate.deploy.official fetches those). Torch is imported only when a
-PyTorch backend is actually built.
+MODEL may be a run folder (its newest checkpoint is used), a model file that a backend runs (a checkpoint, an .onnx
+file, an OpenVINO IR), a shipped model's name or an official CycleGAN/pix2pix generator's name
+(translate.deploy.official fetches those). Which backend runs a file is the registry's to say
+(translate/backends/__init__.py); torch is imported only when a PyTorch backend is actually built.
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from translate.description import ModelDescription
+from translate.backends import backend_choices, get_backend, is_export, model_files, runners
 from translate.errors import BackendError, ModelError, UsageError
 
 if TYPE_CHECKING:
-    from translate.deploy.inference import Translator
-    from translate.deploy.sampling import Sampler
+    from translate.backends.base import Backend, Sampler, Translator
 
 
 DEFAULT_SAMPLER = "mnist-clusters"
-EXPORTS = (".onnx", ".xml")  # exported models: ONNX files, and OpenVINO IR (the .xml beside its .bin)
-BACKENDS = ("auto", "onnxruntime", "openvino")  # what runs an exported model (`--backend`)
 
 
 def pretrained_dir() -> Path:
@@ -69,8 +67,8 @@ def _shipped_description(entry: dict[str, Any]) -> str:
 
 
 def resolve_model(model: str) -> Path:
-    """The file MODEL names: a path (run folder, .safetensors checkpoint or .onnx export) or, when no such path
-    exists, a shipped model (`mnist-dcgan`, or `mnist-dcgan.onnx` for its ONNX export) or an official generator
+    """The file MODEL names: a path (a run folder, or a file some backend runs) or, when no such path exists, a
+    shipped model (`mnist-dcgan`, or `mnist-dcgan.onnx` for its ONNX export) or an official generator
     (`horse2zebra`, `pix2pix-edges2shoes`: downloaded and converted on first use)."""
     path = Path(model).expanduser()
     if path.is_dir():
@@ -83,11 +81,7 @@ def resolve_model(model: str) -> Path:
             )
         return latest
     if path.is_file():
-        if path.suffix.lower() not in (".safetensors", *EXPORTS):
-            raise ModelError(
-                f"{path}: not a model file; give a run folder, a .safetensors checkpoint, an .onnx file or an "
-                "OpenVINO .xml file"
-            )
+        _runners(path)  # refuses any other file
         return path
     shipped = shipped_models()
     if model in shipped:
@@ -109,103 +103,59 @@ def resolve_model(model: str) -> Path:
 def resolve_checkpoint(model: str) -> Path:
     """Like resolve_model, for what needs the PyTorch weights (export, training)."""
     path = resolve_model(model)
-    if path.suffix.lower() in EXPORTS:
-        kind = "an ONNX export" if path.suffix.lower() == ".onnx" else "an OpenVINO IR export"
-        raise ModelError(f"{path}: {kind}; this needs the .safetensors checkpoint (or run folder) it came from")
+    if is_export(path):
+        what = model_files()[path.suffix.lower()]
+        raise ModelError(f"{path}: {what}; this needs the .safetensors checkpoint (or run folder) it came from")
     return path
 
 
 def kind_of(path: Path) -> str:
-    """What the model file at `path` holds: "translator" or "generator" (an export's metadata says; no session)."""
-    if path.suffix.lower() == ".onnx":
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        return "generator" if ModelDescription.from_metadata(props, path).is_generator else "translator"
-    if path.suffix.lower() == ".xml":  # an OpenVINO IR: its description is in the model's rt_info
-        from translate.backends.openvino import read_description, read_model
-
-        return "generator" if read_description(read_model(path)[1], path).is_generator else "translator"
-    from translate.recipes.restore import kind_of_checkpoint
-
-    return kind_of_checkpoint(path)
+    """What the model file at `path` holds: "translator" or "generator", as the first backend that runs it reads
+    it (an export's metadata; a checkpoint's header): no session, no network."""
+    return _runners(path)[0].kind_of(path)
 
 
 def choose_backend(path: Path, backend: str, device: str) -> str:
-    """What runs the model at `path`: "pytorch" for checkpoints; for exports `backend`, where "auto" is OpenVINO
-    on an x86 CPU when it is installed, else ONNX Runtime (which also serves CUDA). An IR is OpenVINO's alone."""
-    from translate.backends import (
-        openvino as openvino_runtime,  # torch-free; imports OpenVINO only when asked whether it is here
-    )
+    """The name of the backend that runs the model at `path`: `backend` when it is named and runs the file; for
+    "auto", the first in the registry that runs the file and suits `device`, else the first that runs it.
 
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend {backend}: use one of {', '.join(BACKENDS)}")
-    suffix = path.suffix.lower()
-    if suffix not in EXPORTS:
-        if backend != "auto":
-            raise UsageError(f"{path}: a PyTorch checkpoint; --backend is for exported models (`translate export`)")
-        return "pytorch"
-    if suffix == ".xml":
-        if backend == "onnxruntime":
-            raise BackendError(f"{path}: an OpenVINO IR, which ONNX Runtime cannot run; use --backend openvino")
-        return "openvino"
-    if backend != "auto":
+    So checkpoints run on PyTorch (and `--backend` is refused for them), an OpenVINO IR on OpenVINO alone, and an
+    .onnx file, for "auto", on OpenVINO on an x86 CPU where it is installed, else on ONNX Runtime (which also serves
+    CUDA). A backend named explicitly is tried wherever it runs the file, installed or not, so its absence is
+    reported with the fix."""
+    choices = backend_choices()
+    if backend not in choices:
+        close = difflib.get_close_matches(backend, choices, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"--backend {backend}: use one of {', '.join(choices)}{hint}")
+    able = _runners(path)
+    if backend == "auto":
+        return next((runner for runner in able if runner.suits(device)), able[0]).name
+    if any(runner.name == backend for runner in able):
         return backend
-    from translate.backends.onnxruntime import cuda_devices
-
-    cpu = device.lower() == "cpu" or (device.lower() == "auto" and cuda_devices() == 0)
-    return "openvino" if cpu and openvino_runtime.is_x86() and openvino_runtime.openvino_installed() else "onnxruntime"
+    what = model_files()[path.suffix.lower()]
+    if not any(runner.name in choices for runner in able):  # a file only `--backend auto` takes: a checkpoint
+        raise UsageError(f"{path}: {what}; --backend is for exported models (`translate export`)")
+    named = " or ".join(f"--backend {runner.name}" for runner in able if runner.name in choices)
+    raise BackendError(f"{path}: {what}, which {get_backend(backend).title} cannot run; use {named}")
 
 
 def load_translator(
     model: str, direction: str | None = None, device: str = "auto", backend: str = "auto"
 ) -> Translator:
-    """A ready-to-run backend for `translate apply`: for exports the one `choose_backend` picks, else PyTorch."""
+    """A ready-to-run translator for `translate apply`, on the backend `choose_backend` picks."""
     path = resolve_model(model)
-    runner = choose_backend(path, backend, device)
-    if runner == "openvino":
-        from translate.backends.openvino import OpenVinoTranslator
-
-        return OpenVinoTranslator(path, direction, device)
-    if runner == "onnxruntime":
-        from translate.backends.onnxruntime import OnnxTranslator
-
-        return OnnxTranslator(path, direction, device)
-    from translate.backends.pytorch import TorchTranslator
-    from translate.core.engine import resolve_device
-    from translate.recipes.restore import kind_of_checkpoint, load_generator
-
-    if direction == "b2a":
-        check_official_direction(path)
-    if kind_of_checkpoint(path) == "generator":
-        raise ModelError(
-            f"{path}: an image generator, not a translator; use it with `translate sample` / `interpolate`"
-        )
-    module, description = load_generator(path, direction or "a2b")
-    return TorchTranslator(module, resolve_device(device), description)
+    runner = get_backend(choose_backend(path, backend, device))
+    if direction == "b2a" and not is_export(path):
+        check_official_direction(path)  # an official checkpoint: name the official model that goes the other way
+    return runner.translator(path, direction, device)
 
 
 def load_sampler(model: str | None = None, device: str = "auto", backend: str = "auto") -> Sampler:
-    """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped mnist-clusters);
-    exports run on the backend `choose_backend` picks."""
+    """A ready-to-run image generator for `translate sample` / `interpolate` (default: the shipped mnist-clusters),
+    on the backend `choose_backend` picks."""
     path = resolve_model(model or DEFAULT_SAMPLER)
-    runner = choose_backend(path, backend, device)
-    if runner == "openvino":
-        from translate.backends.openvino import OpenVinoSampler
-
-        return OpenVinoSampler(path, device)
-    if runner == "onnxruntime":
-        from translate.backends.onnxruntime import OnnxSampler
-
-        return OnnxSampler(path, device)
-    from translate.backends.pytorch import TorchSampler
-    from translate.core.engine import resolve_device
-    from translate.recipes.restore import kind_of_checkpoint, load_generator
-
-    if kind_of_checkpoint(path) != "generator":
-        raise ModelError(f"{path}: a translator; use `translate apply` with it")
-    module, description = load_generator(path, "generate")
-    return TorchSampler(module, resolve_device(device), description)
+    return get_backend(choose_backend(path, backend, device)).sampler(path, device)
 
 
 def check_official_direction(path: Path) -> None:
@@ -216,3 +166,12 @@ def check_official_direction(path: Path) -> None:
     official = (checkpoint.read(path).meta.get("info") or {}).get("official")
     if official in OFFICIAL_MODELS:
         raise ModelError(other_way(official, "b2a"))
+
+
+def _runners(path: Path) -> tuple[Backend, ...]:
+    """The backends that run the file at `path`, in registry order; a file none runs is refused, with what is."""
+    able = runners(path)
+    if not able:
+        *most, last = [f"{noun} ({suffix})" for suffix, noun in model_files().items()]
+        raise ModelError(f"{path}: not a model file; give a run folder, {', '.join(most)} or {last}")
+    return able

@@ -42,7 +42,7 @@ from translate.deploy.features import FeatureNetwork, extract, load_features
 from translate.deploy.inference import run_model
 from translate.deploy.sampling import feeds_for, latents, spread_labels
 from translate.description import ModelDescription
-from translate.errors import CheckpointError, ConfigError, DatasetError, OnnxModelError, UsageError
+from translate.errors import CheckpointError, ConfigError, DatasetError, ExportedModelError, UsageError
 from translate.imageio import to_uint8
 from translate.networks.layers import input_stride
 from translate.recipes.base import RecipeSpec, TrainingData
@@ -111,7 +111,7 @@ def load_network(spec: str, device: torch.device) -> FeatureNetwork:
         return load_features(spec, where, progress=True)
     except UsageError as exc:
         raise ConfigError(f"train.eval_features={spec}: {exc}") from None
-    except (DatasetError, OnnxModelError) as exc:  # a download that failed, a file ONNX Runtime cannot load
+    except (DatasetError, ExportedModelError) as exc:  # a download that failed, a file the runtime cannot load
         raise type(exc)(f"train.eval_features={spec}: {exc}") from None
 
 
