@@ -60,6 +60,7 @@ Backend = Enum("Backend", {name: name for name in backend_choices()}, type=str)
 ExportFormat = Enum("ExportFormat", {name: name for name in export_formats()}, type=str)
 
 
+MODEL_HELP = "Shipped name, run folder, checkpoint, .onnx or OpenVINO .xml export."
 CODE_HELP = "infogan: fix a latent code, NAME=VALUE (e.g. cat=3 or c1=0.5); repeatable. Others are drawn at random."
 BACKEND_HELP = (
     "What runs an exported model: onnxruntime, openvino, or auto (OpenVINO on x86 CPUs when it is installed, else "
@@ -177,12 +178,15 @@ def train(
             help="Start from these weights (run folder, checkpoint, shipped or official name), with fresh optimisers.",
         ),
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimisation steps (default: the paper's 200 epochs).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimisation steps (default: the recipe's; `translate config RECIPE` lists it).")
+    ] = None,
     image_size: Annotated[
-        int | None, typer.Option(help="Training size in px (cyclegan, pix2pix 256; generators 64).")
+        int | None, typer.Option(help="Training size in px (default: the recipe's, e.g. 256 for cyclegan and pix2pix).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Images per step and process (cyclegan, pix2pix 1; generators 128).")
+        int | None,
+        typer.Option(help="Images per step and process (default: the recipe's, e.g. 1 for cyclegan and pix2pix)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder that holds the runs.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(help="Run name (default: the data folder's name).")] = None,
@@ -207,9 +211,7 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seed for weights, data order and jitter (default 0).")] = None,
     preset: Annotated[
         str | None,
-        typer.Option(
-            help="Named settings of the recipe: {presets}."
-        ),
+        typer.Option(help="Named settings of the recipe: {presets}."),
     ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
     direction: Annotated[
@@ -290,7 +292,8 @@ def apply(
         typer.Option(
             "--model",
             "-m",
-            help="A run folder, a .safetensors checkpoint, an .onnx export or a model name (`translate models`).",
+            help="A run folder, a .safetensors checkpoint, an .onnx or OpenVINO .xml export or a model name "
+            "(`translate models`).",
         ),
     ],
     out: Annotated[
@@ -301,7 +304,7 @@ def apply(
         Direction | None, typer.Option(help="Two-way models: which generator (default a2b; an .onnx file holds one).")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Same-size images per forward pass.")] = 4,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (not for .onnx).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (OpenVINO: auto or cpu).")] = "auto",
     # 16384 px on the shorter side is at least 268 Mpx (3.2 GB as the network's float input): past any real use, so
     # a typo such as 30000 is a usage error up front, not a MemoryError mid-run.
     size: Annotated[
@@ -365,9 +368,7 @@ def apply(
 
 @app.command()
 def sample(
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Shipped name, run folder, checkpoint or .onnx export.")
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 64,
     out: Annotated[Path, typer.Option(help="FILE.png for one grid, or DIR/ for one file per sample.")] = Path(
         "samples.png"
@@ -402,9 +403,7 @@ def sample(
 
 @app.command()
 def interpolate(
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Shipped name, run folder, checkpoint or .onnx export.")
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     points: Annotated[int, typer.Option(min=2, help="Random latents to walk through (then back to the first).")] = 4,
     steps: Annotated[int, typer.Option(min=1, help="Frames between two points.")] = 16,
     method: Annotated[Walk, typer.Option(help="slerp (keeps Gaussian norms) or lerp.")] = Walk.slerp,
@@ -524,14 +523,12 @@ def export(
 
 @app.command()
 def evaluate(
-    model: Annotated[
-        str, typer.Argument(metavar="MODEL", help="Shipped name, run folder, checkpoint or .onnx export.")
-    ],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
     real: Annotated[Path, typer.Option(help="Real images to compare with (held out from training).")],
     input: Annotated[
         Path | None, typer.Option("--input", help="Translators: the images to translate (source domain).")
     ] = None,
-    direction: Annotated[str | None, typer.Option(help="Translators: a2b or b2a (default a2b).")] = None,
+    direction: Annotated[Direction | None, typer.Option(help="Translators: a2b or b2a (default a2b).")] = None,
     n: Annotated[int, typer.Option("--n", min=2, help="Samples to draw; at most this many real images.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed of the samples and of every random subset.")] = 0,
     features: Annotated[
@@ -568,7 +565,7 @@ def evaluate(
                 model,
                 real,
                 input=input,
-                direction=direction,
+                direction=direction.value if direction else None,
                 n=n,
                 seed=seed,
                 features=features,

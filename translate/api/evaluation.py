@@ -85,7 +85,7 @@ def evaluate(
         picture: with `memorization`: write the samples beside their nearest training images here.
         advance: progress callback (what, done, total) for each feature extraction.
 
-    Example:
+    Examples:
         >>> report = translate.evaluate("mnist-cgan", "digits/heldout", n=1000, features="mnist")
         >>> report.fid, report.figures["classified"]["accuracy"]
     """

@@ -28,7 +28,7 @@ def export(
 
     Args:
         model: a run folder, a `.safetensors` checkpoint, or a shipped or official model's name.
-        out: the `.onnx` (or, with format "openvino", `.xml`) file; default NAME[_DIRECTION][_PRECISION] in the
+        out: the `.onnx` (or, with format "openvino", `.xml`) file; default `NAME[_DIRECTION][_PRECISION]` in the
             current folder.
         direction: translators: which generator ("a2b" by default).
         precision: "fp32"; "fp16" (ONNX, GPUs); "int8" (static quantisation, CPUs with VNNI); "bf16" (OpenVINO).
@@ -41,7 +41,7 @@ def export(
     Returns:
         an `ExportResult`: path, precision, opset, bytes and the parity checks' lines.
 
-    Example:
+    Examples:
         >>> result = translate.export("runs/digits", "digits.onnx")
         >>> g = translate.load(result.path, backend="onnxruntime")
     """

@@ -32,7 +32,7 @@ class Generator:
 
     Get one with `translate.load(...)`.
 
-    Example:
+    Examples:
         >>> import translate
         >>> g = translate.load("mnist-cgan")
         >>> sevens = g.sample(16, seed=3, label=7)  # 16 PIL images, as `translate sample --label 7 --seed 3`

@@ -30,7 +30,7 @@ def load(
     Returns:
         a `Translator` for image-to-image models, a `Generator` for image generators.
 
-    Example:
+    Examples:
         >>> import translate
         >>> t = translate.load("ming2kai")
         >>> g = translate.load("mnist-cgan.onnx", backend="onnxruntime")

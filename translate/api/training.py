@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 class Run:
     """A training run's folder: checkpoints/, previews/, metrics.jsonl, losses.png, config.json.
 
-    Example:
+    Examples:
         >>> run = translate.Run("runs/horse2zebra")
-        >>> run.metrics()[-1]["loss_G"]
+        >>> run.metrics()[-1]["G"]
         >>> zebra = run.load()(photo)
     """
 
@@ -94,9 +94,11 @@ def train(
     Args:
         data: a folder (trainA/ and trainB/ for cyclegan; A|B pairs or A/ and B/ for pix2pix; images, or one
             sub-folder per class, for the generators) or a known dataset's name (`translate datasets`).
-        recipe: the training method (`translate.recipes()` lists them); default: the one for DATA's layout.
+        recipe: the training method (`translate.available_recipes()` lists them); default: the one for DATA's
+            layout.
         preset: named settings of the recipe (every recipe has "tiny", for tests and smoke runs).
-        out, name: the run folder is OUT/NAME (NAME defaults to the data folder's name).
+        out: the folder that holds the runs.
+        name: the run's folder name inside `out` (default: the data folder's name).
         resume: continue OUT/NAME from its newest checkpoint, exactly as if it had not stopped.
         init: start from these weights (a run folder, a checkpoint, a shipped or official name).
         config: a YAML or TOML file as `translate config RECIPE` writes, or a mapping of config keys to values.
@@ -105,7 +107,7 @@ def train(
         **overrides: any config field by its name or dotted path, with a typed value: `lambda_cycle=5`,
             `**{"train.log_every": 10}`.
 
-    Example:
+    Examples:
         >>> run = translate.train("digits/", recipe="dcgan", preset="tiny", steps=50, image_size=32)
         >>> run.load().grid(16)
     """

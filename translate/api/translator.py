@@ -58,11 +58,11 @@ class Translator:
     Get one with `translate.load(...)`. Call it on a PIL image, a path, a uint8 (H, W, C) array or an (N, H, W, C)
     batch; it returns the same kind (a path gives a PIL image).
 
-    Example:
+    Examples:
         >>> import translate
         >>> from PIL import Image
         >>> t = translate.load("ming2kai")
-        >>> kai = t(Image.open("samples/ming/0000.png"))  # a PIL image, as `translate apply` writes it
+        >>> kai = t(Image.open("samples/ming/u4e02.png"))  # a PIL image, as `translate apply` writes it
         >>> summary = t.translate_folder("photos/", "photos_kai/")
     """
 
@@ -167,7 +167,7 @@ class Translator:
         console: Console | None = None,
         on_start: Callable[[int, Path], None] | None = None,
     ) -> FolderSummary:
-        """Translate an image or a whole folder tree into `out` (default: SOURCE_<direction> beside it), keeping
+        """Translate an image or a whole folder tree into `out` (default: `SOURCE_<direction>` beside it), keeping
         relative paths and names, as `translate apply` does; outputs are written atomically, existing ones are
         skipped unless `overwrite`, unreadable images are counted in the summary rather than raised.
 
