@@ -246,3 +246,16 @@ def test_ranks_meet_before_leaving_when_they_ended_together(
         with pytest.raises(type(outcome)):
             trainer.train(TrainRequest())
     assert calls == (["barrier", "destroy"] if together else ["destroy"])
+
+
+@pytest.mark.parametrize("preset", ["cut", "fastcut"])
+def test_two_processes_agree_on_cut_and_its_projections(preset: str, unpaired_data: Path, tmp_path: Path) -> None:
+    # CUT runs G several times a step (the translation, then its encoder on four images) and trains F with it;
+    # FastCUT flips each rank's input at random. The ranks' networks, F included, must stay identical.
+    out = tmp_path / "runs"
+    args = ["train", str(unpaired_data), "--recipe", "cut", "--preset", preset, "--out", str(out), "--name", "cut"]
+    args += [*TINY, "--set", "num_blocks=1", "--set", "num_patches=16", "--set", "projection_channels=16"]
+    torchrun(tmp_path, [*args, "--batch-size", "1", "--steps", "2"])
+    ckpt = checkpoint.checkpoint_path(out / "cut", 2)
+    assert_ranks_agree(tmp_path, ckpt)
+    assert any(key.startswith("F.") for key in checkpoint.load_tensors(ckpt))

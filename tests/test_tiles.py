@@ -26,8 +26,9 @@ from translate.recipes import RECIPES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RUNNER = CliRunner()
-RECIPES_TILED = ["cyclegan", "pix2pix"]  # instance norm (ResNet) and batch norm (U-Net)
-MARGINS = {"cyclegan": 20, "pix2pix": 93}  # tiny presets: ResNet-1 at 8 channels, 5-level U-Net
+# Instance norm (ResNet), batch norm (U-Net), and the ResNet with anti-aliased resampling (cut's default).
+RECIPES_TILED = ["cyclegan", "pix2pix", "cut"]
+MARGINS = {"cyclegan": 20, "pix2pix": 93, "cut": 29}  # tiny presets: ResNet-1 at 8 channels, 5-level U-Net
 # Tiled against whole-image translation, both with the whole image's statistics, in uint8 levels: the same
 # arithmetic on the same pixels, except that convolution kernels may sum in another order for another input size.
 MAX_LEVELS = 1
@@ -171,7 +172,7 @@ def test_both_backends_read_the_same_margin_and_statistics(recipe: str, models: 
     assert torch_backend.tiling().margin == onnx_backend.tiling().margin == MARGINS[recipe]
     image = _image(96, 128)
     ours, theirs = _whole_statistics(torch_backend, image), _whole_statistics(onnx_backend, image)
-    assert len(ours) == len(theirs) == (7 if recipe == "cyclegan" else 0)  # pix2pix: batch norm only
+    assert len(ours) == len(theirs) == (0 if recipe == "pix2pix" else 7)  # pix2pix: batch norm only
     for (mean_a, var_a), (mean_b, var_b) in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(mean_a, mean_b, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(var_a, var_b, rtol=1e-4, atol=1e-6)
@@ -187,9 +188,10 @@ def test_fixed_statistics_of_the_image_itself_reproduce_the_network(models: dict
     assert np.abs(translator.tiling()(batch, other) - translator(batch)).max() > 1e-3  # the statistics are used
 
 
-def test_margin_bounds_what_a_pixel_changes(models: dict[str, Path]) -> None:
+@pytest.mark.parametrize("recipe", ["cyclegan", "cut"])  # strided and transposed convolutions; blur filters
+def test_margin_bounds_what_a_pixel_changes(recipe: str, models: dict[str, Path]) -> None:
     """With fixed statistics the network is local: one changed input pixel changes outputs within the margin."""
-    translator = _load(models["cyclegan"])
+    translator = _load(models[recipe])
     backend = translator.tiling()
     batch = to_float(_image(128, 128)[None])
     stats = backend.statistics(batch)

@@ -38,6 +38,8 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
     """N(0, gain) for conv/linear weights, N(1, gain) for norm scales, zeros for biases (DCGAN, CycleGAN)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if not parametrize.is_parametrized(m, "weight") and not isinstance(m.weight, nn.Parameter):
+                continue  # a fixed filter (networks/resample.py): neither trained nor initialised
             # A spectrally normalised layer computes `weight` from `original`: initialise the stored tensor.
             weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
             nn.init.normal_(weight, 0.0, gain)

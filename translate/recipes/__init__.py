@@ -6,7 +6,7 @@ import difflib
 
 from translate.core.checkpoint import Checkpoint
 from translate.errors import CheckpointError, ConfigError
-from translate.recipes import began, cgan, cyclegan, dcgan, generation, infogan, lapgan, pix2pix, progan, wgan_gp
+from translate.recipes import began, cgan, cut, cyclegan, dcgan, generation, infogan, lapgan, pix2pix, progan, wgan_gp
 from translate.recipes.base import DataFamily, RecipeSpec, epoch_steps
 
 RECIPES: dict[str, RecipeSpec] = {
@@ -22,6 +22,19 @@ RECIPES: dict[str, RecipeSpec] = {
         make_data=cyclegan.make_data,
         default_steps=epoch_steps,
         presets=cyclegan.PRESETS,
+    ),
+    "cut": RecipeSpec(
+        name="cut",
+        summary="unpaired A→B translation by patchwise contrastive learning, CUT and FastCUT (Park et al. 2020)",
+        kind="translator",
+        data="unpaired",
+        config_class=cut.CUTConfig,
+        build=cut.CUT,
+        build_generator=cut.build_generator,
+        directions=cut.DIRECTIONS,
+        make_data=cyclegan.make_data,
+        default_steps=epoch_steps,
+        presets=cut.PRESETS,
     ),
     "pix2pix": RecipeSpec(
         name="pix2pix",

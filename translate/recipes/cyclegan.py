@@ -35,7 +35,7 @@ from translate.errors import ConfigError
 from translate.losses import ImagePool, discriminator_loss, generator_loss
 from translate.networks.layers import init_weights
 from translate.networks.patchgan import PatchDiscriminator
-from translate.networks.resnet import ResnetGenerator
+from translate.networks.resnet import Resample, ResnetGenerator
 from translate.recipes.base import TrainingData, linear_decay, set_learning_rate
 
 
@@ -49,6 +49,9 @@ class CycleGANConfig:
     num_blocks: int | None = None  # residual blocks; None: 9 at image_size >= 256, else 6 (paper, appendix 7.2)
     discriminator_layers: int = 3  # 3 strided layers: 70×70 patches
     norm: Literal["instance", "batch"] = "instance"  # normalisation in every network
+    # How the generators change size: transposed (the paper's strided and transposed convolutions) or antialiased
+    # (CUT's fixed blur filters, no checkerboard artefacts; networks/resample.py).
+    resample: Resample = "transposed"
     gan_loss: Literal["lsgan", "vanilla"] = "lsgan"  # least squares (the paper) or cross-entropy
     lambda_cycle: float = 10.0  # weight of the cycle-consistency L1 loss (λ_cyc)
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (0 turns it off)
@@ -139,6 +142,7 @@ def build_generator(config: CycleGANConfig, direction: str = "a2b") -> ResnetGen
         base_channels=config.generator_channels,
         num_blocks=config.resolved_num_blocks,
         norm=config.norm,
+        resample=config.resample,
     )
 
 
