@@ -345,3 +345,106 @@ def test_cli_evaluates_the_shipped_translator_on_paired_glyphs(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     paired = json.loads((tmp_path / "r.json").read_text())["paired"]
     assert paired["pairs"] > 0 and paired["output_ink_iou"] > paired["input_ink_iou"]
+
+
+# ------------------------------------------------------------------------------------------------ folders of images
+
+MNIST_FEATURES = Path(__file__).resolve().parents[1] / "pretrained" / "mnist-features.onnx"
+
+
+def colour_images(n: int, seed: int, side: int = 16) -> np.ndarray:
+    """n random RGB images with a dark square (some ink for the IoU), (n, side, side, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(100, 256, (n, side, side, 3), dtype=np.uint8)
+    q = side // 4
+    images[:, q : 3 * q, q : 2 * q] = rng.integers(0, 60, (n, 2 * q, q, 3), dtype=np.uint8)
+    return images
+
+
+def write_rgb(folder: Path, images: np.ndarray, suffix: str = ".png") -> None:
+    """Images as folder/NNN<suffix>, every third one in a sub-folder (names are matched by relative path)."""
+    for i, image in enumerate(images):
+        path = folder / ("sub" if i % 3 == 0 else "") / f"{i:03d}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+
+
+def test_a_translators_applied_outputs_score_as_the_translator_does(tmp_path: Path) -> None:
+    import translate
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    args = ["apply", str(samples / "ming"), "--model", "ming2kai", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    applied = runner.invoke(app, args)
+    assert applied.exit_code == 0, applied.output
+    common = {"input": samples / "ming", "features": str(MNIST_FEATURES), "device": "cpu"}
+    by_model = translate.evaluate("ming2kai", samples / "kai", **common)
+    by_folder = translate.evaluate(tmp_path / "out", samples / "kai", **common)
+    assert by_folder.backend == by_folder.figures["kind"] == "images" and by_folder.model == str(tmp_path / "out")
+    ignored = {"model", "backend", "kind", "paired"}
+    assert {k: v for k, v in by_folder.to_dict().items() if k not in ignored} == {
+        k: v for k, v in by_model.to_dict().items() if k not in ignored
+    }
+    # Paired means agree to float32 rounding: the folder's gray images are compared as three equal channels.
+    assert by_folder.figures["paired"] == pytest.approx(by_model.figures["paired"], rel=1e-6)
+    assert by_folder.figures["paired"]["pairs"] == 16
+
+
+def test_identical_folders_score_perfectly_matched_by_relative_path_whatever_the_extension(tmp_path: Path) -> None:
+    images = colour_images(12, seed=0)
+    write_rgb(tmp_path / "made", images)
+    write_rgb(tmp_path / "real", images, suffix=".bmp")  # lossless too: the same pixels under other names
+    Image.fromarray(images[0]).save(tmp_path / "made" / "unmatched.png")  # in no pair, but in the FID
+    network = features.load_features(str(MNIST_FEATURES), "cpu")
+    report = evaluate.evaluate_images(tmp_path / "made", network, tmp_path / "real")
+    p = report["paired"]
+    assert (report["kind"], report["generated"], report["real"], p["pairs"]) == ("images", 13, 12, 12)
+    assert p["output_l1"] == 0.0 and p["output_ssim"] == 1.0 and p["output_ink_iou"] == 1.0
+    assert p["output_psnr"] == 100.0  # identical images: the cap
+    assert not any(key.startswith("input_") for key in p)  # no --input, no baseline
+    rows = dict(evaluate.report_lines({"model": "made", "backend": "images", "seed": 0, **report}))
+    assert rows["L1"] == "0.0000" and rows["images"] == "13 in the folder, 12 real"
+
+
+def test_targets_of_another_size_are_resized_to_the_image_as_for_translators(tmp_path: Path) -> None:
+    made, real = colour_images(6, seed=1, side=16), colour_images(6, seed=2, side=8)
+    write_rgb(tmp_path / "made", made)
+    write_rgb(tmp_path / "real", real)
+    network = features.load_features(str(MNIST_FEATURES), "cpu")
+    p = evaluate.evaluate_images(tmp_path / "made", network, tmp_path / "real")["paired"]
+    expected = [evaluate._pair_figures(a, resize(b, (16, 16))) for a, b in zip(made, real, strict=True)]
+    for metric in ("l1", "psnr", "ssim", "ink_iou"):
+        assert p[f"output_{metric}"] == pytest.approx(np.mean([row[metric] for row in expected]), abs=1e-12)
+
+
+def test_input_adds_output_equals_input_over_the_names_all_three_folders_share(tmp_path: Path) -> None:
+    sources, targets = colour_images(9, seed=3), colour_images(9, seed=4)
+    write_rgb(tmp_path / "input", sources[:8])  # 008 has no input: left out of the pairs
+    write_rgb(tmp_path / "made", targets)  # a perfect translation
+    write_rgb(tmp_path / "real", targets)
+    args = ["evaluate", str(tmp_path / "made"), "--real", str(tmp_path / "real"), "--input", str(tmp_path / "input")]
+    result = runner.invoke(app, [*args, "--features", str(MNIST_FEATURES), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    p = report["paired"]
+    assert report["backend"] == "images" and p["pairs"] == 8 and p["output_l1"] == 0.0
+    difference = np.abs(sources[:8].astype(np.float64) - targets[:8]).mean(axis=(1, 2, 3)) / 255
+    assert p["input_l1"] == pytest.approx(difference.mean(), rel=1e-6)  # float32 pixels
+    assert p["input_ssim"] < p["output_ssim"] == 1.0 and "output = input" in result.stdout
+
+
+def test_a_folder_that_is_neither_images_nor_a_run_is_refused_in_one_line(tmp_path: Path) -> None:
+    write_rgb(tmp_path / "real", colour_images(4, seed=5))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no pictures here")
+    with pytest.raises(ModelError, match=r"neither a run folder .* nor a folder of images"):
+        evaluate.images_folder(str(tmp_path / "empty"))
+    args = ["--real", str(tmp_path / "real"), "--features", str(MNIST_FEATURES)]
+    empty = runner.invoke(app, ["evaluate", str(tmp_path / "empty"), *args])
+    assert empty.exit_code == 2 and "neither a run folder" in empty.output
+    assert len(empty.output.strip().splitlines()) == 1
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a run folder, even with images beside it
+    write_rgb(tmp_path / "run" / "previews", colour_images(2, seed=6))
+    run = runner.invoke(app, ["evaluate", str(tmp_path / "run"), *args])
+    assert run.exit_code == 2 and "without checkpoints" in run.output
+    directed = runner.invoke(app, ["evaluate", str(tmp_path / "real"), *args, "--direction", "b2a"])
+    assert directed.exit_code == 2 and "folder of images" in directed.output

@@ -523,10 +523,17 @@ def export(
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help=MODEL_HELP + " Or a folder of images (made by any tool) to score.")
+    ],
     real: Annotated[Path, typer.Option(help="Real images to compare with (held out from training).")],
     input: Annotated[
-        Path | None, typer.Option("--input", help="Translators: the images to translate (source domain).")
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Translators: the images to translate (source domain). A folder of images: the images it was made "
+            "from (same names), for the output = input figures.",
+        ),
     ] = None,
     direction: Annotated[Direction | None, typer.Option(help="Translators: a2b or b2a (default a2b).")] = None,
     n: Annotated[int, typer.Option("--n", min=2, help="Samples to draw; at most this many real images.")] = 10_000,
@@ -543,7 +550,11 @@ def evaluate(
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write every figure to this JSON file.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
 ) -> None:
-    """Measure a model: FID, KID, precision/recall (and per class, paired and memorisation figures)."""
+    """Measure a model: FID, KID, precision/recall (and per class, paired and memorisation figures).
+
+    MODEL may be a folder of images instead (one without a run folder's checkpoints/): they are scored against
+    --real as a translator's outputs are, paired by name (relative path without the extension).
+    """
     with _errors():
         import json
 

@@ -1,5 +1,6 @@
-"""`translate.evaluate`: how good a model is (FID, KID, precision/recall, per class, paired and memorisation
-figures), as `translate evaluate` measures it, returned as a typed report."""
+"""`translate.evaluate`: how good a model (or a folder of images it or another tool made) is (FID, KID,
+precision/recall, per class, paired and memorisation figures), as `translate evaluate` measures it, returned as a
+typed report."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ class EvaluationReport:
     classified-as-requested, latent codes, paired L1/PSNR/SSIM/ink IoU, memorisation) is in `figures` under the
     keys `translate evaluate --json` writes."""
 
-    model: str  # the file evaluated
-    backend: str  # what ran it, e.g. "dcgan, step 3000, PyTorch on cpu"
+    model: str  # the file (or folder of images) evaluated
+    backend: str  # what ran it, e.g. "dcgan, step 3000, PyTorch on cpu"; "images" for a folder of images
     features: str  # the feature network
     seed: int
-    generated: int  # images generated (or translated)
+    generated: int  # images generated (or translated, or found in the folder evaluated)
     real: int  # real images compared with
     fid: float
     kid: float  # KID's mean over subsets
@@ -70,13 +71,15 @@ def evaluate(
     device: str = "auto",
     advance: Callable[[str, int, int], None] | None = None,
 ) -> EvaluationReport:
-    """Measure a model against real images.
+    """Measure a model, or a folder of images, against real images.
 
     Args:
-        model: anything `translate.load` takes.
+        model: anything `translate.load` takes, or a folder of images (one without the `checkpoints/` of a run
+            folder), made by any tool: they are scored as a translator's outputs are, paired by name with `real`.
         real: a folder of real images, held out from training.
         input: translators: the images to translate (source domain); with `real` holding their targets under the
-            same names, paired figures (L1, PSNR, SSIM, ink IoU) are added.
+            same names, paired figures (L1, PSNR, SSIM, ink IoU) are added. A folder of images: the images it was
+            made from (same names), for the "output = input" figures beside the paired ones.
         direction: translators: "a2b" (default) or "b2a".
         n: samples to draw (at most this many real images are used).
         seed: seed of the samples and of every random subset.
@@ -88,6 +91,7 @@ def evaluate(
     Examples:
         >>> report = translate.evaluate("mnist-cgan", "digits/heldout", n=1000, features="mnist")
         >>> report.fid, report.figures["classified"]["accuracy"]
+        >>> translate.evaluate("outputs", "photos/testB", input="photos/testA", features="inception").figures["paired"]
     """
     from translate.deploy.evaluate import EvaluateRequest, run_evaluate
 

@@ -15,6 +15,8 @@ share of samples a classifier-headed feature network assigns to the requested cl
 codes: each value's majority class and the purity), paired per-image L1 / PSNR /
 SSIM / ink IoU (translators, files in INPUT and `--real` that share names, beside "output = input"), and a
 memorisation check: each sample's nearest training image in feature space, against held-out real images' nearest.
+
+MODEL may also be a folder of images made by any tool: they are scored as a translator's outputs would be.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ INK = 128  # a pixel darker than mid-grey is ink (glyphs are mostly white page, 
 NEAREST_SHOWN = 8  # rows of the memorisation picture: the samples closest to a training image
 NEIGHBOURS_SHOWN = 4
 BATCH = 64
+# Folders of images are compared in RGB: a gray image decodes to three equal channels, whose L1, PSNR, SSIM, ink IoU
+# and luma features are the one channel's, so gray folders score as a one-channel translator's outputs would.
+FOLDER_CHANNELS = 3
 
 Advance = Callable[[str, int, int], None]  # (what, done now, total): progress from a caller that draws it
 
@@ -329,42 +334,94 @@ def evaluate_translator(
     for batch in stacks(inputs.images, BATCH):
         outputs += translate(list(batch))
         step(len(batch))
-    fake = extract(network, stacks(outputs), tick("generated", len(outputs)))
-    real_found = extract(network, stacks(real.images), tick("real", len(real.images)))
-    report: dict[str, Any] = {
-        "kind": "translator",
-        "features": network.name,
-        "generated": len(outputs),
-        "real": len(real.images),
-        **fidelity(fake.features, real_found.features, seed=seed),
-    }
-    pairs = paired(inputs, outputs, real)
+    report = _against_real("translator", network, outputs, real, seed=seed, tick=tick)
+    pairs = paired(RealImages(outputs, inputs.names), real, inputs)
     if pairs:
         report["paired"] = pairs
     report["skipped"] = inputs.skipped + real.skipped
     return report
 
 
-def paired(inputs: RealImages, outputs: list[np.ndarray], real: RealImages) -> dict[str, Any]:
-    """Per-image L1, PSNR, SSIM and ink IoU of outputs and their same-named targets, and of the inputs themselves
-    ("output = input", the figure a translator must beat); empty when no names match."""
-    targets = {name.with_suffix(""): image for name, image in zip(real.names, real.images, strict=True)}
+def evaluate_images(
+    images_dir: Path,
+    network: FeatureNetwork,
+    real_dir: Path,
+    *,
+    input_dir: Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    advance: Advance | None = None,
+) -> dict[str, Any]:
+    """Figures for a folder of images made by any tool, as a translator's outputs get them: FID / KID /
+    precision-recall against the real images, paired figures for the names the two folders share, and with
+    `input_dir` (the images they were made from, same names) "output = input" beside them."""
+    outputs = load_folder(images_dir, FOLDER_CHANNELS, limit=limit, seed=seed, what="MODEL")
+    real = load_folder(real_dir, FOLDER_CHANNELS, limit=limit, seed=seed)
+    inputs = None
+    if input_dir is not None:
+        inputs = load_folder(input_dir, FOLDER_CHANNELS, limit=limit, seed=seed, what="--input")
+    report = _against_real("images", network, outputs.images, real, seed=seed, tick=_ticker(advance))
+    pairs = paired(outputs, real, inputs)
+    if pairs:
+        report["paired"] = pairs
+    report["skipped"] = outputs.skipped + real.skipped + (inputs.skipped if inputs is not None else [])
+    return report
+
+
+def _against_real(
+    kind: str,
+    network: FeatureNetwork,
+    outputs: list[np.ndarray],
+    real: RealImages,
+    *,
+    seed: int,
+    tick: Callable[[str, int], Callable[[int], None]],
+) -> dict[str, Any]:
+    """The report's head for images made from inputs (a translator's or a folder's): counts and the feature-space
+    figures against the real images."""
+    fake = extract(network, stacks(outputs), tick("generated", len(outputs)))
+    real_found = extract(network, stacks(real.images), tick("real", len(real.images)))
+    return {
+        "kind": kind,
+        "features": network.name,
+        "generated": len(outputs),
+        "real": len(real.images),
+        **fidelity(fake.features, real_found.features, seed=seed),
+    }
+
+
+def paired(outputs: RealImages, real: RealImages, inputs: RealImages | None = None) -> dict[str, Any]:
+    """Per-image L1, PSNR, SSIM and ink IoU of outputs and their targets, matched by relative path without the
+    extension, and with `inputs`, of the same-named inputs themselves ("output = input", the figure a translator
+    must beat); empty when no names match.
+
+    With `inputs`, a pair is a name found in all three sets, so both figures are means over the same images. Targets
+    and inputs of another size than their output are resized to it."""
+    targets = _by_name(real)
+    sources = _by_name(inputs) if inputs is not None else {}
     rows: dict[str, list[float]] = {}
     matched = 0
-    for name, source, output in zip(inputs.names, inputs.images, outputs, strict=True):
-        target = targets.get(name.with_suffix(""))
-        if target is None:
+    for name, output in zip(outputs.names, outputs.images, strict=True):
+        target, source = targets.get(name.with_suffix("")), sources.get(name.with_suffix(""))
+        if target is None or (inputs is not None and source is None):
             continue
         matched += 1
         h, w = output.shape[:2]
         target = target if target.shape[:2] == (h, w) else resize(target, (w, h))
-        source = source if source.shape[:2] == (h, w) else resize(source, (w, h))
-        for label, image in (("output", output), ("input", source)):
+        compared = {"output": output}
+        if source is not None:
+            compared["input"] = source if source.shape[:2] == (h, w) else resize(source, (w, h))
+        for label, image in compared.items():
             for metric, value in _pair_figures(image, target).items():
                 rows.setdefault(f"{label}_{metric}", []).append(value)
     if not matched:
         return {}
     return {"pairs": matched, **{name: float(np.mean(values)) for name, values in rows.items()}}
+
+
+def _by_name(found: RealImages) -> dict[Path, np.ndarray]:
+    """Images keyed by their relative path without the extension (a.png and a.jpg are the same picture)."""
+    return {name.with_suffix(""): image for name, image in zip(found.names, found.images, strict=True)}
 
 
 def _pair_figures(image: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -415,12 +472,26 @@ class EvaluateRequest:
     device: str = "auto"
 
 
+def images_folder(model: str) -> Path | None:
+    """The folder MODEL names when it is a folder of images rather than a run folder (which has checkpoints/);
+    None when MODEL is not a folder or is a run folder."""
+    path = Path(model).expanduser()
+    if not path.is_dir() or (path / "checkpoints").is_dir():
+        return None
+    if not walk_images(path).images:
+        raise ModelError(f"{path}: neither a run folder (no checkpoints/) nor a folder of images (none found)")
+    return path
+
+
 def run_evaluate(request: EvaluateRequest, advance: Advance | None = None) -> dict[str, Any]:
     """Load the model and the feature network, compute every figure that applies, and return the report."""
     from translate.deploy.features import load_features
     from translate.deploy.inference import run_model
     from translate.deploy.models import kind_of, load_sampler, load_translator, resolve_model
 
+    folder = images_folder(request.model)
+    if folder is not None:
+        return _evaluate_folder(folder, request, advance)
     path = resolve_model(request.model)
     kind = kind_of(path)
     if kind == "translator" and request.input is None:
@@ -464,12 +535,28 @@ def run_evaluate(request: EvaluateRequest, advance: Advance | None = None) -> di
     return {"model": str(path), "backend": described, "seed": request.seed, **report}
 
 
+def _evaluate_folder(folder: Path, request: EvaluateRequest, advance: Advance | None) -> dict[str, Any]:
+    """`translate evaluate DIR --real DIR [--input DIR]`: a folder of images scored as a translator's outputs."""
+    from translate.deploy.features import load_features
+
+    if request.direction is not None or request.memorization is not None:
+        raise ModelError(
+            f"{folder}: a folder of images; it takes --real DIR (and --input DIR), not --direction or --memorization"
+        )
+    network = load_features(request.features, request.device)
+    report = evaluate_images(
+        folder, network, request.real, input_dir=request.input, limit=request.n, seed=request.seed, advance=advance
+    )
+    return {"model": str(folder), "backend": "images", "seed": request.seed, **report}
+
+
 def report_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
     """The report as (figure, value) rows for a table; every number is also in the JSON."""
+    made = "in the folder" if report["kind"] == "images" else "generated"
     rows = [
         ("model", f"{report['model']} ({report['backend']})"),
         ("features", report["features"]),
-        ("images", f"{report['generated']} generated, {report['real']} real"),
+        ("images", f"{report['generated']} {made}, {report['real']} real"),
         ("FID", f"{report['fid']:.3f}"),
         ("KID", f"{report['kid_mean']:.5f} ± {report['kid_std']:.5f}"),
     ]
@@ -490,9 +577,15 @@ def report_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"code {name}: value → class", mapped))
     if "paired" in report:
         p = report["paired"]
-        for metric, label, fmt in (("l1", "L1", ".4f"), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f")):
-            rows.append((label, f"{p['output_' + metric]:{fmt}} (output = input: {p['input_' + metric]:{fmt}})"))
-        rows.append(("ink IoU", f"{p['output_ink_iou']:.4f} (output = input: {p['input_ink_iou']:.4f})"))
+        figures = (
+            ("l1", "L1", ".4f"),
+            ("psnr", "PSNR (dB)", ".2f"),
+            ("ssim", "SSIM", ".4f"),
+            ("ink_iou", "ink IoU", ".4f"),
+        )
+        for metric, label, fmt in figures:
+            baseline = f" (output = input: {p['input_' + metric]:{fmt}})" if "input_" + metric in p else ""
+            rows.append((label, f"{p['output_' + metric]:{fmt}}{baseline}"))
         rows.append(("pairs", str(p["pairs"])))
     if "memorization" in report:
         m = report["memorization"]
